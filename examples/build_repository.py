@@ -1,0 +1,218 @@
+#!/usr/bin/python3
+"""Builds the example model repository that `make serve` serves, with no download.
+
+  digits    a small CNN trained here on scikit-learn's bundled 8x8 digits (train split)
+  identity  the identity backend, for benchmarks of the server itself
+  resnet50  (--resnet50) torchvision's ResNet-50 with random weights, for benchmarks
+
+Also writes a few digit PNGs from the test split into examples/data/ for the client.
+A model whose stamp matches this script is not rebuilt, so repeated runs take
+well under a second.
+"""
+import argparse
+import hashlib
+import pathlib
+import sys
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+DATA_DIR = HERE / "data"
+LABELS = ["ZERO", "ONE", "TWO", "THREE", "FOUR", "FIVE", "SIX", "SEVEN", "EIGHT", "NINE"]
+SEED = 0
+DIGITS_MAX_BATCH = 8
+
+DIGITS_CONFIG = f"""name: "digits"
+backend: "pytorch"
+max_batch_size: {DIGITS_MAX_BATCH}
+input [
+  {{
+    name: "INPUT__0"
+    data_type: TYPE_FP32
+    dims: [ 1, 8, 8 ]
+  }}
+]
+output [
+  {{
+    name: "OUTPUT__0"
+    data_type: TYPE_FP32
+    dims: [ 10 ]
+    label_filename: "labels.txt"
+  }}
+]
+dynamic_batching {{ }}
+instance_group [ {{ count: 1 kind: KIND_CPU }} ]
+"""
+
+IDENTITY_CONFIG = """name: "identity"
+backend: "identity"
+max_batch_size: 8
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ -1 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ -1 ] } ]
+dynamic_batching { }
+"""
+
+RESNET50_CONFIG = """name: "resnet50"
+backend: "pytorch"
+max_batch_size: 8
+input [ { name: "INPUT__0" data_type: TYPE_FP32 dims: [ 3, 224, 224 ] } ]
+output [ { name: "OUTPUT__0" data_type: TYPE_FP32 dims: [ 1000 ] } ]
+dynamic_batching { }
+instance_group [ { count: 1 kind: KIND_CPU } ]
+"""
+
+
+def script_stamp(extra):
+    h = hashlib.sha256(pathlib.Path(__file__).read_bytes())
+    h.update(extra.encode())
+    return h.hexdigest()
+
+
+def up_to_date(model_dir, stamp, files):
+    s = model_dir / ".build-stamp"
+    return s.exists() and s.read_text() == stamp and all((model_dir / f).exists() for f in files)
+
+
+def write_stamp(model_dir, stamp):
+    (model_dir / ".build-stamp").write_text(stamp)
+
+
+def digits_model():
+    import torch
+    from torch import nn
+
+    class DigitsNet(nn.Module):
+        """Input: [N, 1, 8, 8] pixel intensities in [0, 1]. Output: class probabilities."""
+
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(
+                nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
+                nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+            self.head = nn.Sequential(nn.Flatten(), nn.Linear(32 * 4 * 4, 64), nn.ReLU(),
+                                      nn.Linear(64, 10))
+
+        def forward(self, x):
+            return torch.softmax(self.head(self.features(x)), dim=1)
+
+    return DigitsNet()
+
+
+def digits_split():
+    import numpy as np
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    x = (d.images / 16.0).astype(np.float32)[:, None, :, :]
+    return train_test_split(x, d.target, test_size=0.25, random_state=SEED, stratify=d.target)
+
+
+def build_digits(out, force):
+    model_dir = out / "digits"
+    stamp = script_stamp("digits")
+    if not force and up_to_date(model_dir, stamp, ["config.pbtxt", "labels.txt", "1/model.pt"]):
+        print("digits: up to date")
+        return
+    import torch
+
+    torch.manual_seed(SEED)
+    torch.set_num_threads(1)  # tiny tensors: threads only add overhead
+    start = time.time()
+    x_train, x_test, y_train, y_test = digits_split()
+    xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train).long()
+    net = digits_model()
+    # Train on logits: the saved module ends in softmax, so strip it for the loss.
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    for _ in range(25):
+        perm = torch.randperm(len(xt))
+        for i in range(0, len(xt), 64):
+            idx = perm[i:i + 64]
+            opt.zero_grad()
+            logits = net.head(net.features(xt[idx]))
+            loss_fn(logits, yt[idx]).backward()
+            opt.step()
+    net.eval()
+    with torch.no_grad():
+        pred = net(torch.from_numpy(x_test)).argmax(dim=1).numpy()
+    accuracy = float((pred == y_test).mean())
+
+    (model_dir / "1").mkdir(parents=True, exist_ok=True)
+    traced = torch.jit.trace(net, torch.from_numpy(x_test[:2]))
+    torch.jit.save(traced, str(model_dir / "1" / "model.pt"))
+    (model_dir / "config.pbtxt").write_text(DIGITS_CONFIG)
+    (model_dir / "labels.txt").write_text("\n".join(LABELS) + "\n")
+    write_stamp(model_dir, stamp)
+    print(f"digits: trained in {time.time() - start:.1f}s, test accuracy {accuracy:.3f} "
+          f"({len(y_test)} held-out images)")
+    if accuracy < 0.95:
+        print("digits: WARNING accuracy below 0.95", file=sys.stderr)
+
+
+def write_digit_pngs():
+    """One PNG per class from the test split: 8x8 scaled x4 (nearest) so it is viewable."""
+    if all((DATA_DIR / f"digit_{label}.png").exists() for label in range(10)):
+        return
+    from PIL import Image
+    import numpy as np
+
+    _, x_test, _, y_test = digits_split()
+    DATA_DIR.mkdir(exist_ok=True)
+    for label in range(10):
+        path = DATA_DIR / f"digit_{label}.png"
+        if path.exists():
+            continue
+        i = int(np.nonzero(y_test == label)[0][0])
+        pixels = np.rint(x_test[i, 0] * 255).astype(np.uint8)
+        Image.fromarray(pixels, mode="L").resize((32, 32), Image.NEAREST).save(path)
+
+
+def build_identity(out, force):
+    model_dir = out / "identity"
+    stamp = script_stamp("identity")
+    if not force and up_to_date(model_dir, stamp, ["config.pbtxt", "1"]):
+        print("identity: up to date")
+        return
+    (model_dir / "1").mkdir(parents=True, exist_ok=True)
+    (model_dir / "config.pbtxt").write_text(IDENTITY_CONFIG)
+    write_stamp(model_dir, stamp)
+    print("identity: written")
+
+
+def build_resnet50(out, force):
+    model_dir = out / "resnet50"
+    stamp = script_stamp("resnet50")
+    if not force and up_to_date(model_dir, stamp, ["config.pbtxt", "1/model.pt"]):
+        print("resnet50: up to date")
+        return
+    import torch
+    import torchvision
+
+    torch.manual_seed(SEED)
+    net = torchvision.models.resnet50(weights=None).eval()
+    (model_dir / "1").mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        traced = torch.jit.trace(net, torch.rand(1, 3, 224, 224))
+    torch.jit.save(traced, str(model_dir / "1" / "model.pt"))
+    (model_dir / "config.pbtxt").write_text(RESNET50_CONFIG)
+    write_stamp(model_dir, stamp)
+    print("resnet50: written (random weights)")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True, help="model repository folder to fill")
+    p.add_argument("--resnet50", action="store_true", help="also build resnet50 (~100 MB)")
+    p.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    args = p.parse_args()
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    build_digits(out, args.force)
+    build_identity(out, args.force)
+    if args.resnet50:
+        build_resnet50(out, args.force)
+    write_digit_pngs()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+#!/usr/bin/python3
+"""Classifies a digit PNG with the `digits` model and prints the top 3 classes.
+
+  /usr/bin/python3 examples/clients/classify.py examples/data/digit_3.png
+  0.998:3:THREE
+  ...
+
+The image goes as raw FP32 bytes (the binary tensor extension) and the server does the
+top-k (the classification extension, class_count 3).
+"""
+import argparse
+import json
+import struct
+import sys
+
+import numpy as np
+import requests
+from PIL import Image
+
+
+def load_image(path):
+    """Any size grayscale/RGB PNG -> [1, 1, 8, 8] FP32 in [0, 1], like the training data."""
+    img = Image.open(path).convert("L").resize((8, 8), Image.BOX)
+    return (np.asarray(img, dtype=np.float32) / 255.0).reshape(1, 1, 8, 8)
+
+
+def parse_bytes_tensor(buf):
+    items, pos = [], 0
+    while pos < len(buf):
+        (n,) = struct.unpack_from("<I", buf, pos)
+        items.append(buf[pos + 4:pos + 4 + n].decode())
+        pos += 4 + n
+    return items
+
+
+def infer(url, model, pixels, class_count):
+    body_json = {
+        "inputs": [{"name": "INPUT__0", "shape": list(pixels.shape), "datatype": "FP32",
+                    "parameters": {"binary_data_size": pixels.nbytes}}],
+        "outputs": [{"name": "OUTPUT__0",
+                     "parameters": {"classification": class_count, "binary_data": True}}],
+    }
+    header = json.dumps(body_json).encode()
+    r = requests.post(f"{url}/v2/models/{model}/infer", data=header + pixels.tobytes(),
+                      headers={"Inference-Header-Content-Length": str(len(header)),
+                               "Content-Type": "application/octet-stream"}, timeout=30)
+    if r.status_code != 200:
+        sys.exit(f"error {r.status_code}: {r.text}")
+    header_len = r.headers.get("Inference-Header-Content-Length")
+    if header_len is None:  # the server answered in plain JSON
+        return r.json()["outputs"][0]["data"]
+    header_len = int(header_len)
+    meta = json.loads(r.content[:header_len])
+    out = meta["outputs"][0]
+    if "data" in out:
+        return out["data"]
+    size = out["parameters"]["binary_data_size"]
+    return parse_bytes_tensor(r.content[header_len:header_len + size])
+
+
+def main():
+    p = argparse.ArgumentParser(description="Top-3 classes of a digit image.")
+    p.add_argument("image", help="PNG of a digit (e.g. examples/data/digit_3.png)")
+    p.add_argument("--url", default="http://localhost:8000")
+    p.add_argument("--model", default="digits")
+    p.add_argument("--pipeline", action="store_true",
+                   help="send the PNG bytes to the digits_pipeline ensemble (needs issue 7)")
+    args = p.parse_args()
+    if args.pipeline:
+        sys.exit("--pipeline needs the digits_pipeline model (an ensemble that decodes the PNG "
+                 "on the server), which this repository does not build yet")
+    for entry in infer(args.url, args.model, load_image(args.image), 3):
+        print(entry)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+#include "backends/identity/identity_backend.h"
+
+#include <chrono>
+#include <thread>
+
+#include "backends/backend.h"
+#include "model_config.pb.h"
+
+namespace flowserve {
+namespace {
+
+class IdentityInstance : public BackendInstance {
+ public:
+  IdentityInstance(const inference::ModelConfig* config, int delay_ms)
+      : config_(config), delay_ms_(delay_ms) {}
+
+  void Execute(std::span<InferenceRequest* const> requests,
+               std::span<InferenceResponse* const> responses) override {
+    // One sleep per execution, not per request: the delay models a batch's cost.
+    if (delay_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms_));
+    const int n = std::min(config_->input_size(), config_->output_size());
+    for (size_t r = 0; r < requests.size(); ++r) {
+      InferenceResponse& resp = *responses[r];
+      resp.outputs.reserve(n);
+      for (int i = 0; i < n; ++i) {
+        const Tensor* in = requests[r]->FindInput(config_->input(i).name());
+        if (!in) continue;  // an optional input that was not sent
+        // Aliasing the input is the whole point: the output shares the request's
+        // buffer, so the identity model measures the server, not memcpy.
+        Tensor out = *in;
+        out.name = config_->output(i).name();
+        out.dtype = static_cast<DataType>(config_->output(i).data_type());
+        if (out.dtype != in->dtype) {
+          resp.status = InvalidArgument(
+              "identity model '" + config_->name() + "': output '" + out.name + "' is " +
+              std::string(DataTypeName(out.dtype)) + " but input '" + in->name + "' is " +
+              std::string(DataTypeName(in->dtype)));
+          resp.outputs.clear();
+          break;
+        }
+        resp.outputs.push_back(std::move(out));
+      }
+    }
+  }
+
+ private:
+  const inference::ModelConfig* config_;
+  int delay_ms_;
+};
+
+class IdentityModel : public BackendModel {
+ public:
+  IdentityModel(const inference::ModelConfig* config, int delay_ms)
+      : config_(config), delay_ms_(delay_ms) {}
+  Result<std::unique_ptr<BackendInstance>> CreateInstance(const InstanceSpec&) override {
+    return std::unique_ptr<BackendInstance>(new IdentityInstance(config_, delay_ms_));
+  }
+
+ private:
+  const inference::ModelConfig* config_;
+  int delay_ms_;
+};
+
+class IdentityBackend : public Backend {
+ public:
+  Result<std::unique_ptr<BackendModel>> LoadModel(const ModelLoadContext& ctx) override {
+    int delay_ms = 0;
+    auto it = ctx.config->parameters().find("execute_delay_ms");
+    if (it != ctx.config->parameters().end()) {
+      const std::string& v = it->second.string_value();
+      char* end = nullptr;
+      long d = std::strtol(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0' || d < 0 || d > 600000) {
+        return InvalidArgument("model '" + ctx.model_name +
+                               "': parameter execute_delay_ms must be an integer in [0, 600000], "
+                               "got '" + v + "'");
+      }
+      delay_ms = static_cast<int>(d);
+    }
+    return std::unique_ptr<BackendModel>(new IdentityModel(ctx.config, delay_ms));
+  }
+};
+
+}  // namespace
+
+void RegisterIdentityBackend() {
+  RegisterBackend("identity", [] { return std::make_unique<IdentityBackend>(); });
+}
+
+}  // namespace flowserve

@@ -1,0 +1,96 @@
+#include "core/model_version.h"
+
+#include "backends/backend.h"
+#include "common/logging.h"
+#include "core/request_validator.h"
+#include "core/scheduler.h"
+#include "model_config.pb.h"
+#include "repository/model_repository.h"
+
+namespace flowserve {
+
+ModelVersion::ModelVersion(std::string name, int64_t version,
+                           std::shared_ptr<const inference::ModelConfig> config,
+                           std::string model_dir)
+    : name_(std::move(name)),
+      version_(version),
+      config_(std::move(config)),
+      model_dir_(std::move(model_dir)) {}
+
+ModelVersion::~ModelVersion() {
+  // The scheduler's threads use the backend model's instances: stop them first.
+  scheduler_.reset();
+  backend_model_.reset();
+}
+
+const std::vector<std::string>* ModelVersion::Labels(const std::string& output_name) const {
+  auto it = labels_.find(output_name);
+  return it == labels_.end() ? nullptr : &it->second;
+}
+
+Status ModelVersion::Load(
+    const std::map<std::string, std::map<std::string, std::string>>& backend_config) {
+  const auto& cfg = *config_;
+  for (const auto& out : cfg.output()) {
+    if (out.label_filename().empty()) continue;
+    auto labels = LoadLabels(model_dir_, out.label_filename());
+    if (!labels.ok()) return labels.status();
+    labels_[out.name()] = std::move(labels.value());
+  }
+
+  auto backend = FindBackend(cfg.backend());
+  if (!backend.ok()) return backend.status();
+
+  ModelLoadContext ctx;
+  ctx.model_name = name_;
+  ctx.version = version_;
+  ctx.model_dir = model_dir_;
+  ctx.version_dir = model_dir_ + "/" + std::to_string(version_);
+  ctx.config = config_.get();
+  auto bc = backend_config.find(cfg.backend());
+  if (bc != backend_config.end()) ctx.backend_config = bc->second;
+  int total = 0;
+  for (const auto& g : cfg.instance_group()) total += std::max(1, g.count());
+  ctx.total_instance_count = std::max(1, total);
+
+  auto model = (*backend)->LoadModel(ctx);
+  if (!model.ok()) return model.status();
+  backend_model_ = std::move(model.value());
+
+  std::vector<std::unique_ptr<BackendInstance>> instances;
+  int index = 0;
+  for (const auto& g : cfg.instance_group()) {
+    for (int i = 0; i < std::max(1, g.count()); ++i) {
+      InstanceSpec spec;
+      spec.name = g.name() + "_" + std::to_string(i);
+      spec.index = index++;
+      spec.kind = g.kind();
+      auto inst = backend_model_->CreateInstance(spec);
+      if (!inst.ok()) return inst.status().WithContext("instance " + spec.name + ": ");
+      instances.push_back(std::move(inst.value()));
+    }
+  }
+  if (instances.empty()) {
+    InstanceSpec spec;
+    spec.name = name_ + "_0";
+    auto inst = backend_model_->CreateInstance(spec);
+    if (!inst.ok()) return inst.status();
+    instances.push_back(std::move(inst.value()));
+  }
+  scheduler_ = std::make_unique<Scheduler>(this, BatchingPolicyFromConfig(*this),
+                                           std::move(instances));
+  return Status::Ok();
+}
+
+Status ModelVersion::Enqueue(std::unique_ptr<InferenceRequest>& request) {
+  FS_RETURN_IF_ERROR(ValidateRequest(*this, *request));
+  return scheduler_->Enqueue(request);
+}
+
+void ModelVersion::Drain() {
+  if (scheduler_) scheduler_->Drain();
+}
+
+size_t ModelVersion::QueueSize() const { return scheduler_ ? scheduler_->QueueSize() : 0; }
+
+}  // namespace flowserve

@@ -1,0 +1,414 @@
+#include "core/scheduler.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "backends/backend.h"
+#include "common/logging.h"
+#include "core/model_version.h"
+#include "core/response_finisher.h"
+#include "core/statistics.h"
+#include "model_config.pb.h"
+
+namespace flowserve {
+namespace {
+
+constexpr uint64_t kNever = std::numeric_limits<uint64_t>::max();
+
+// Two requests can share a batch when every input has the same non-batch dims.
+bool SameItemShapes(const InferenceRequest& a, const InferenceRequest& b) {
+  if (a.inputs.size() != b.inputs.size()) return false;
+  for (const auto& ta : a.inputs) {
+    const Tensor* tb = b.FindInput(ta.name);
+    if (!tb || tb->shape.size() != ta.shape.size()) return false;
+    if (!ta.shape.empty() &&
+        !std::equal(ta.shape.begin() + 1, ta.shape.end(), tb->shape.begin() + 1)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+uint64_t ArrivalNs(const InferenceRequest& r) {
+  return r.arrival_ns ? r.arrival_ns : r.enqueue_ns;
+}
+
+}  // namespace
+
+BatchingPolicy BatchingPolicyFromConfig(const ModelVersion& model) {
+  const auto& cfg = model.config();
+  BatchingPolicy p;
+  p.max_batch_size = cfg.max_batch_size();
+  auto to_policy = [](const inference::ModelQueuePolicy& q) {
+    BatchingPolicy::QueuePolicy out;
+    out.reject_on_timeout = q.timeout_action() == inference::ModelQueuePolicy::REJECT;
+    out.default_timeout_us = q.default_timeout_microseconds();
+    out.allow_timeout_override = q.allow_timeout_override();
+    out.max_queue_size = q.max_queue_size();
+    return out;
+  };
+  if (!cfg.has_dynamic_batching()) {
+    p.queue_policy[0] = {};
+    return p;
+  }
+  // Queue policies, priorities and ordering apply even to a model that cannot batch;
+  // merging needs max_batch_size > 0.
+  const auto& db = cfg.dynamic_batching();
+  p.enabled = cfg.max_batch_size() > 0;
+  for (int s : db.preferred_batch_size()) {
+    if (s > 0 && s <= p.max_batch_size) p.preferred.push_back(s);
+  }
+  std::sort(p.preferred.begin(), p.preferred.end());
+  p.preferred.erase(std::unique(p.preferred.begin(), p.preferred.end()), p.preferred.end());
+  p.max_queue_delay_ns = db.max_queue_delay_microseconds() * 1000;
+  p.preserve_ordering = db.preserve_ordering();
+  p.priority_levels = db.priority_levels();
+  auto def = to_policy(db.default_queue_policy());
+  if (p.priority_levels == 0) {
+    p.queue_policy[0] = def;
+  } else {
+    p.default_priority = db.default_priority_level();
+    if (p.default_priority == 0 || p.default_priority > p.priority_levels) {
+      p.default_priority = p.priority_levels;
+    }
+    for (uint64_t lvl = 1; lvl <= p.priority_levels; ++lvl) {
+      auto it = db.priority_queue_policy().find(lvl);
+      p.queue_policy[lvl] = it == db.priority_queue_policy().end() ? def : to_policy(it->second);
+    }
+  }
+  return p;
+}
+
+Scheduler::Scheduler(ModelVersion* model, BatchingPolicy policy,
+                     std::vector<std::unique_ptr<BackendInstance>> instances)
+    : model_(model), policy_(std::move(policy)), instances_(std::move(instances)) {
+  for (const auto& [level, qp] : policy_.queue_policy) levels_[level].policy = qp;
+  workers_.reserve(instances_.size());
+  for (auto& inst : instances_) {
+    workers_.emplace_back([this, i = inst.get()] { WorkerLoop(i); });
+  }
+}
+
+Scheduler::~Scheduler() { Drain(); }
+
+Status Scheduler::Enqueue(std::unique_ptr<InferenceRequest>& request) {
+  // As Triton: a priority of 0 or beyond the configured levels means the default.
+  uint64_t level = 0;
+  if (policy_.priority_levels > 0) {
+    level = request->priority == 0 || request->priority > policy_.priority_levels
+                ? policy_.default_priority
+                : request->priority;
+  }
+  Level& lvl = levels_.at(level);  // the map's shape never changes after construction
+  const auto& qp = lvl.policy;
+  // A request may shorten the queue's timeout, never lengthen it (no default timeout
+  // counts as an infinitely long one).
+  uint64_t timeout_us = qp.default_timeout_us;
+  if (qp.allow_timeout_override && request->timeout_us > 0 &&
+      (timeout_us == 0 || request->timeout_us < timeout_us)) {
+    timeout_us = request->timeout_us;
+  }
+  request->enqueue_ns = NowNs();
+  const uint64_t deadline = timeout_us > 0 ? request->enqueue_ns + timeout_us * 1000 : 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (draining_) {
+      return Unavailable("model '" + model_->name() + "' version " +
+                         std::to_string(model_->version()) + " is unloading");
+    }
+    const bool full =
+        qp.max_queue_size > 0 && lvl.queue.size() + lvl.delayed.size() >= qp.max_queue_size;
+    if (!full) {
+      lvl.queue.push_back(Pending{std::move(request), deadline});
+      ++queued_;
+      if (deadline) ++with_deadline_;
+      model_->stats().pending_requests.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  if (request) {  // the queue was full
+    std::string where = policy_.priority_levels > 0
+                            ? " at priority level " + std::to_string(level)
+                            : std::string();
+    Reject(std::move(request),
+           Unavailable("Exceeds maximum queue size: model '" + model_->name() + "' version " +
+                       std::to_string(model_->version()) + " queues at most " +
+                       std::to_string(qp.max_queue_size) + " requests" + where));
+    return Status::Ok();
+  }
+  cv_.notify_one();
+  return Status::Ok();
+}
+
+size_t Scheduler::QueueSize() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return queued_;
+}
+
+void Scheduler::Drain() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (draining_ && workers_.empty()) return;
+    draining_ = true;
+  }
+  cv_.notify_all();
+  for (auto& w : workers_) {
+    if (w.joinable()) w.join();
+  }
+  workers_.clear();
+}
+
+uint64_t Scheduler::ExpireTimedOut(uint64_t now, Batch& expired) {
+  uint64_t next = kNever;
+  if (with_deadline_ == 0) return next;
+  for (auto& [_, lvl] : levels_) {
+    for (auto it = lvl.queue.begin(); it != lvl.queue.end();) {
+      if (it->deadline_ns == 0) {
+        ++it;
+      } else if (it->deadline_ns > now) {
+        next = std::min(next, it->deadline_ns);
+        ++it;
+      } else if (lvl.policy.reject_on_timeout) {
+        expired.push_back(std::move(it->request));
+        it = lvl.queue.erase(it);
+        --queued_;
+        --with_deadline_;
+      } else {
+        // DELAY: still served, but after every request that has not timed out.
+        lvl.delayed.push_back(Pending{std::move(it->request), 0});
+        it = lvl.queue.erase(it);
+        --with_deadline_;
+      }
+    }
+  }
+  if (!expired.empty()) {
+    model_->stats().pending_requests.fetch_sub(static_cast<int64_t>(expired.size()),
+                                               std::memory_order_relaxed);
+  }
+  return next;
+}
+
+void Scheduler::TakeFront(size_t n, Batch& batch) {
+  for (auto& [_, lvl] : levels_) {
+    for (auto* q : {&lvl.queue, &lvl.delayed}) {
+      while (n > 0 && !q->empty()) {
+        if (q->front().deadline_ns) --with_deadline_;
+        batch.push_back(std::move(q->front().request));
+        q->pop_front();
+        --queued_;
+        --n;
+      }
+    }
+  }
+  model_->stats().pending_requests.fetch_sub(static_cast<int64_t>(batch.size()),
+                                             std::memory_order_relaxed);
+}
+
+bool Scheduler::NextBatch(std::unique_lock<std::mutex>& lock, Batch& batch, Batch& expired,
+                          uint64_t& seq) {
+  for (;;) {
+    const uint64_t now = NowNs();
+    const uint64_t next_deadline = ExpireTimedOut(now, expired);
+    if (!expired.empty()) return true;  // answer them first, then come back
+    if (queued_ == 0) {
+      if (draining_) return false;
+      cv_.wait(lock);
+      continue;
+    }
+
+    size_t take = 0;
+    uint64_t wake = next_deadline;
+    if (!policy_.enabled) {
+      take = 1;
+    } else {
+      // Walk the queue in serving order (highest priority level first, timed-out
+      // DELAY requests last within a level) as far as one batch can reach. This is
+      // Triton's rule set: the largest preferred size that can be formed goes at
+      // once; a batch that cannot grow to a preferred size without overshooting the
+      // largest one goes too; otherwise wait, up to the oldest request's
+      // max_queue_delay, for the batch to fill. Without a delay, whatever is queued
+      // goes as soon as an instance is free.
+      const int64_t max_preferred =
+          policy_.preferred.empty() ? policy_.max_batch_size : policy_.preferred.back();
+      const InferenceRequest* first = nullptr;
+      size_t n = 0, best = 0;
+      int64_t size = 0;
+      uint64_t oldest = kNever;
+      bool send_now = false;
+      for (auto& [_, lvl] : levels_) {
+        for (auto* q : {&lvl.queue, &lvl.delayed}) {
+          for (const auto& p : *q) {
+            const InferenceRequest& r = *p.request;
+            const int64_t bs = std::max<int64_t>(1, r.batch_size);
+            if (n > 0) {
+              if (size + bs > max_preferred && best == 0) best = n;
+              if (size + bs > policy_.max_batch_size || !SameItemShapes(*first, r)) {
+                send_now = true;
+                break;
+              }
+            } else {
+              first = &r;
+            }
+            size += bs;
+            ++n;
+            oldest = std::min(oldest, r.enqueue_ns);
+            if (std::binary_search(policy_.preferred.begin(), policy_.preferred.end(), size)) {
+              best = n;
+            }
+          }
+          if (send_now) break;
+        }
+        if (send_now) break;
+      }
+      const uint64_t delay = policy_.max_queue_delay_ns;
+      const bool delay_exceeded = delay != 0 && now >= oldest + delay;
+      if (best > 0 && !delay_exceeded) {
+        take = best;
+      } else if (send_now || size >= max_preferred || delay == 0 || delay_exceeded ||
+                 draining_) {
+        take = n;
+      } else {
+        wake = std::min(wake, oldest + delay);
+      }
+    }
+
+    if (take == 0) {
+      // Nothing to send yet: sleep until the batch delay or a queue timeout runs out,
+      // or a new request arrives. Never a busy wait.
+      if (wake == kNever) {
+        cv_.wait(lock);
+      } else if (wake > now) {
+        cv_.wait_for(lock, std::chrono::nanoseconds(wake - now));
+      }
+      continue;
+    }
+    TakeFront(take, batch);
+    seq = next_seq_++;
+    // Another idle instance may be able to start on what is left.
+    if (queued_ > 0) cv_.notify_one();
+    return true;
+  }
+}
+
+void Scheduler::WorkerLoop(BackendInstance* instance) {
+  Batch batch, expired;
+  for (;;) {
+    uint64_t seq = 0;
+    uint64_t dequeue_ns = 0;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (!NextBatch(lock, batch, expired, seq)) return;
+      dequeue_ns = NowNs();
+    }
+    for (auto& r : expired) {
+      const uint64_t waited_us = (NowNs() - r->enqueue_ns) / 1000;
+      Reject(std::move(r), Unavailable("Request timeout expired: request waited " +
+                                       std::to_string(waited_us) + " us in the queue of model '" +
+                                       model_->name() + "' without being scheduled"));
+    }
+    expired.clear();
+    if (!batch.empty()) {
+      Execute(instance, batch, dequeue_ns, seq);
+      batch.clear();
+    }
+  }
+}
+
+void Scheduler::Reject(std::unique_ptr<InferenceRequest> request, const Status& status) {
+  auto resp = std::make_unique<InferenceResponse>();
+  resp->model_name = model_->name();
+  resp->model_version = model_->version();
+  resp->id = request->id;
+  resp->status = status;
+  model_->stats().RecordFailure(FailureReason::kRejected, NowNs() - ArrivalNs(*request));
+  auto cb = std::move(request->on_complete);
+  request.reset();
+  cb(std::move(resp));
+}
+
+void Scheduler::Execute(BackendInstance* instance, Batch& batch, uint64_t dequeue_ns,
+                        uint64_t seq) {
+  const size_t n = batch.size();
+  std::vector<InferenceRequest*> reqs;
+  std::vector<std::unique_ptr<InferenceResponse>> owned;
+  std::vector<InferenceResponse*> resps;
+  reqs.reserve(n);
+  owned.reserve(n);
+  resps.reserve(n);
+  int64_t batch_size = 0;
+  for (auto& r : batch) {
+    reqs.push_back(r.get());
+    auto resp = std::make_unique<InferenceResponse>();
+    resp->model_name = model_->name();
+    resp->model_version = model_->version();
+    resp->id = r->id;
+    resps.push_back(resp.get());
+    owned.push_back(std::move(resp));
+    batch_size += std::max<int64_t>(1, r->batch_size);
+  }
+  const uint64_t infer_start = NowNs();
+  instance->Execute(reqs, resps);
+  const uint64_t infer_end = NowNs();
+  std::vector<FailureReason> reasons(n);
+  for (size_t i = 0; i < n; ++i) reasons[i] = FinishResponse(*model_, *batch[i], *owned[i]);
+  const uint64_t end = NowNs();
+
+  // Triton's split: input = core work before the backend runs, infer = the backend's
+  // Execute, output = output selection and classification. Each request is charged
+  // its whole batch's time, as Triton does.
+  auto& stats = model_->stats();
+  stats.execution_count.fetch_add(1, std::memory_order_relaxed);
+  stats.last_inference_ms.store(WallClockMs(), std::memory_order_relaxed);
+  RequestTimes t;
+  t.compute_input_ns = infer_start - dequeue_ns;
+  t.compute_infer_ns = infer_end - infer_start;
+  t.compute_output_ns = end - infer_end;
+  stats.RecordBatch(batch_size, t.compute_input_ns, t.compute_infer_ns, t.compute_output_ns);
+
+  std::vector<Delivery> deliveries;
+  deliveries.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    InferenceRequest& r = *batch[i];
+    t.total_ns = end - ArrivalNs(r);
+    t.queue_ns = dequeue_ns - r.enqueue_ns;
+    if (owned[i]->status.ok()) {
+      stats.RecordSuccess(t, std::max<int64_t>(1, r.batch_size));
+    } else {
+      stats.RecordFailure(reasons[i], t.total_ns);
+    }
+    deliveries.push_back(Delivery{std::move(r.on_complete), std::move(owned[i])});
+    batch[i].reset();  // release input buffers before the frontend writes
+  }
+  Deliver(seq, std::move(deliveries));
+}
+
+void Scheduler::Deliver(uint64_t seq, std::vector<Delivery> deliveries) {
+  if (!policy_.preserve_ordering) {
+    for (auto& d : deliveries) d.callback(std::move(d.response));
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(order_mu_);
+    finished_.emplace(seq, std::move(deliveries));
+    if (delivering_) return;  // the thread delivering now will reach this batch
+    delivering_ = true;
+  }
+  // One thread at a time hands out every batch whose predecessors are all out, so
+  // callbacks run in queue order even when a later batch finished first.
+  for (;;) {
+    std::vector<Delivery> ready;
+    {
+      std::lock_guard<std::mutex> lock(order_mu_);
+      auto it = finished_.find(next_to_deliver_);
+      if (it == finished_.end()) {
+        delivering_ = false;
+        return;
+      }
+      ready = std::move(it->second);
+      finished_.erase(it);
+      ++next_to_deliver_;
+    }
+    for (auto& d : ready) d.callback(std::move(d.response));
+  }
+}
+
+}  // namespace flowserve

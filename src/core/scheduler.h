@@ -1,0 +1,108 @@
+#pragma once
+// Feeds one model version's instances from one queue. Each instance runs on its own
+// thread; with dynamic batching a free instance takes as many compatible requests as
+// the config allows (preferred sizes, max queue delay), otherwise one at a time.
+// Requests wait in per-priority-level queues with Triton's queue policies.
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "common/status.h"
+#include "core/inference_request.h"
+#include "core/inference_response.h"
+
+namespace flowserve {
+
+class BackendInstance;
+class ModelVersion;
+
+struct BatchingPolicy {
+  bool enabled = false;  // merge requests (dynamic_batching and max_batch_size > 0)
+  int64_t max_batch_size = 0;
+  std::vector<int64_t> preferred;  // ascending
+  uint64_t max_queue_delay_ns = 0;
+  bool preserve_ordering = false;
+  uint64_t priority_levels = 0;  // 0: one level
+  uint64_t default_priority = 0;
+  struct QueuePolicy {
+    bool reject_on_timeout = true;  // timeout_action REJECT (else DELAY)
+    uint64_t default_timeout_us = 0;
+    bool allow_timeout_override = false;
+    uint32_t max_queue_size = 0;  // 0: unbounded
+  };
+  std::map<uint64_t, QueuePolicy> queue_policy;  // by priority level (0 = the only one)
+};
+
+// Reads the dynamic_batching section (and max_batch_size) of a config.
+BatchingPolicy BatchingPolicyFromConfig(const ModelVersion& model);
+
+class Scheduler {
+ public:
+  Scheduler(ModelVersion* model, BatchingPolicy policy,
+            std::vector<std::unique_ptr<BackendInstance>> instances);
+  ~Scheduler();
+
+  // Takes the request on success (a full queue is answered through the request's
+  // callback, as Triton does, with Unavailable); leaves it with the caller on error.
+  Status Enqueue(std::unique_ptr<InferenceRequest>& request);
+  // Stops accepting and waits until every queued request has been answered.
+  void Drain();
+  size_t QueueSize() const;
+
+ private:
+  using Batch = std::vector<std::unique_ptr<InferenceRequest>>;
+  struct Pending {
+    std::unique_ptr<InferenceRequest> request;
+    uint64_t deadline_ns;  // 0: none
+  };
+  struct Level {
+    BatchingPolicy::QueuePolicy policy;
+    std::deque<Pending> queue;
+    // Timed out under timeout_action DELAY: served after everything in `queue`.
+    std::deque<Pending> delayed;
+  };
+  struct Delivery {
+    ResponseCallback callback;
+    std::unique_ptr<InferenceResponse> response;
+  };
+
+  void WorkerLoop(BackendInstance* instance);
+  // Blocks until a batch is ready or requests timed out; false when draining and
+  // nothing is left. `seq` numbers batches in the order they leave the queue.
+  bool NextBatch(std::unique_lock<std::mutex>& lock, Batch& batch, Batch& expired,
+                 uint64_t& seq);
+  // Moves timed-out requests out (REJECT) or to the back (DELAY); returns the
+  // earliest deadline still pending (UINT64_MAX when none).
+  uint64_t ExpireTimedOut(uint64_t now, Batch& expired);
+  // Removes the first n requests in serving order.
+  void TakeFront(size_t n, Batch& batch);
+  void Execute(BackendInstance* instance, Batch& batch, uint64_t dequeue_ns, uint64_t seq);
+  void Reject(std::unique_ptr<InferenceRequest> request, const Status& status);
+  // Hands responses to their frontends; with preserve_ordering, batch by batch in
+  // `seq` order.
+  void Deliver(uint64_t seq, std::vector<Delivery> deliveries);
+
+  ModelVersion* model_;
+  BatchingPolicy policy_;
+  std::vector<std::unique_ptr<BackendInstance>> instances_;
+  std::vector<std::thread> workers_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<uint64_t, Level> levels_;  // priority level -> queues; 1 is the highest
+  size_t queued_ = 0;
+  size_t with_deadline_ = 0;  // queued requests that can time out
+  uint64_t next_seq_ = 0;
+  bool draining_ = false;
+
+  std::mutex order_mu_;
+  uint64_t next_to_deliver_ = 0;
+  std::map<uint64_t, std::vector<Delivery>> finished_;  // waiting for earlier batches
+  bool delivering_ = false;
+};
+
+}  // namespace flowserve

@@ -1,0 +1,134 @@
+#include "core/server.h"
+
+#include <thread>
+
+#include "common/logging.h"
+#include "core/model_manager.h"
+
+namespace flowserve {
+
+const std::vector<std::string>& ServerExtensions() {
+  static const std::vector<std::string> kExtensions = {
+      "classification", "sequence", "model_repository", "model_repository(unload_dependents)",
+      "schedule_policy", "model_configuration", "system_shared_memory", "cuda_shared_memory",
+      "binary_tensor_data", "parameters", "statistics", "trace", "logging"};
+  return kExtensions;
+}
+
+InferenceServer::InferenceServer(const ServerOptions& options)
+    : options_(options), manager_(std::make_unique<ModelManager>(options)) {}
+
+InferenceServer::~InferenceServer() {
+  stopped_ = true;
+  manager_.reset();
+}
+
+Result<std::unique_ptr<InferenceServer>> InferenceServer::Create(const ServerOptions& options) {
+  if (options.model_repositories.empty()) {
+    return InvalidArgument("no model repository given: pass --model-repository=PATH");
+  }
+  const auto& mode = options.model_control_mode;
+  if (mode != "none" && mode != "poll" && mode != "explicit") {
+    return InvalidArgument("--model-control-mode must be none, poll or explicit, not '" + mode +
+                           "'");
+  }
+  std::unique_ptr<InferenceServer> server(new InferenceServer(options));
+  FS_RETURN_IF_ERROR(server->manager_->LoadStartupModels());
+  return server;
+}
+
+bool InferenceServer::IsReady() const {
+  if (shutting_down_.load() || stopped_.load()) return false;
+  return !options_.strict_readiness || manager_->AllReady();
+}
+
+bool InferenceServer::AnyModelFailed() const { return manager_->AnyFailed(); }
+
+Result<std::shared_ptr<ModelVersion>> InferenceServer::GetModel(const std::string& name,
+                                                                int64_t version) const {
+  return manager_->Get(name, version);
+}
+
+std::vector<std::shared_ptr<ModelVersion>> InferenceServer::LoadedModels() const {
+  return manager_->Loaded();
+}
+
+std::vector<ModelIndexEntry> InferenceServer::RepositoryIndex(bool ready_only) const {
+  return manager_->Index(ready_only);
+}
+
+Status InferenceServer::LoadModel(const std::string& name, const std::string& config_json) {
+  if (options_.model_control_mode != "explicit") {
+    return Unavailable("explicit model load / unload is not allowed if polling is enabled or "
+                       "model control mode is none (start with --model-control-mode=explicit)");
+  }
+  return manager_->Load(name, config_json);
+}
+
+Status InferenceServer::UnloadModel(const std::string& name, bool /*unload_dependents*/) {
+  if (options_.model_control_mode != "explicit") {
+    return Unavailable("explicit model load / unload is not allowed if polling is enabled or "
+                       "model control mode is none (start with --model-control-mode=explicit)");
+  }
+  return manager_->Unload(name);
+}
+
+void InferenceServer::Infer(std::unique_ptr<InferenceRequest> request) {
+  request->arrival_ns = NowNs();
+  auto fail = [&](const Status& st) {
+    auto resp = std::make_unique<InferenceResponse>();
+    resp->model_name = request->model_name;
+    resp->model_version = request->model_version;
+    resp->id = request->id;
+    resp->status = st;
+    auto cb = std::move(request->on_complete);
+    request.reset();
+    cb(std::move(resp));
+  };
+  if (shutting_down_.load(std::memory_order_relaxed)) {
+    fail(Unavailable("Server is shutting down: no new inference requests are accepted"));
+    return;
+  }
+  auto model = manager_->Get(request->model_name, request->model_version);
+  if (!model.ok()) {
+    fail(model.status());
+    return;
+  }
+  // Count the request in flight until its callback ran; the wrapper is what lets a
+  // graceful shutdown wait for every accepted request.
+  in_flight_.fetch_add(1, std::memory_order_relaxed);
+  request->on_complete = [this, cb = std::move(request->on_complete)](
+                             std::unique_ptr<InferenceResponse> resp) mutable {
+    cb(std::move(resp));
+    in_flight_.fetch_sub(1, std::memory_order_release);
+  };
+  Status st = (*model)->Enqueue(request);
+  if (!st.ok()) {
+    (*model)->stats().fail.Add(NowNs() - request->arrival_ns);
+    fail(st);
+  }
+}
+
+void InferenceServer::BeginShutdown() { shutting_down_ = true; }
+
+bool InferenceServer::WaitForIdle(std::chrono::steady_clock::time_point deadline) const {
+  while (in_flight_.load(std::memory_order_acquire) > 0) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+Result<int64_t> ParseModelVersion(const std::string& text) {
+  if (text.empty()) return int64_t{-1};
+  int64_t v = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9' || v > (INT64_MAX - 9) / 10) {
+      return InvalidArgument("model version must be a non-negative integer, got '" + text + "'");
+    }
+    v = v * 10 + (c - '0');
+  }
+  return v;
+}
+
+}  // namespace flowserve

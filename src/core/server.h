@@ -1,0 +1,76 @@
+#pragma once
+// The core's face to the frontends: health, model lookup, repository operations and
+// asynchronous inference. Frontends include this and nothing below it.
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "core/inference_request.h"
+#include "core/inference_response.h"
+#include "core/model_version.h"
+#include "core/server_options.h"
+
+namespace flowserve {
+
+class ModelManager;
+
+struct ModelIndexEntry {
+  std::string name;
+  std::string version;  // "" when the model failed before any version was known
+  std::string state;    // READY | LOADING | UNLOADING | UNAVAILABLE
+  std::string reason;
+};
+
+constexpr const char* kServerName = "flowserve";
+constexpr const char* kServerVersion = "0.1.0";
+// Extensions advertised in server metadata.
+const std::vector<std::string>& ServerExtensions();
+
+class InferenceServer {
+ public:
+  // Loads the startup models. Fails only for server-level problems (no repository,
+  // bad option); per-model failures are recorded and reported by the index.
+  static Result<std::unique_ptr<InferenceServer>> Create(const ServerOptions& options);
+  ~InferenceServer();
+
+  const ServerOptions& options() const { return options_; }
+  bool IsLive() const { return !stopped_.load(); }
+  bool IsReady() const;
+  // True when any model failed to load at start-up (for --exit-on-error).
+  bool AnyModelFailed() const;
+
+  // version -1: the newest ready version. NotFound / Unavailable with Triton's wording.
+  Result<std::shared_ptr<ModelVersion>> GetModel(const std::string& name, int64_t version) const;
+  std::vector<std::shared_ptr<ModelVersion>> LoadedModels() const;
+  std::vector<ModelIndexEntry> RepositoryIndex(bool ready_only) const;
+  // Explicit model control. `config_json` (may be empty) overrides config.pbtxt.
+  Status LoadModel(const std::string& name, const std::string& config_json);
+  Status UnloadModel(const std::string& name, bool unload_dependents);
+
+  // Asynchronous: request->on_complete runs exactly once, on a scheduler thread, or
+  // inline on this thread when the request is refused before queueing.
+  void Infer(std::unique_ptr<InferenceRequest> request);
+
+  // Graceful stop: not ready at once, new inferences refused, in-flight ones finish.
+  void BeginShutdown();
+  // Waits until no request is in flight or the deadline passes; true when drained.
+  bool WaitForIdle(std::chrono::steady_clock::time_point deadline) const;
+  int64_t InFlight() const { return in_flight_.load(); }
+
+ private:
+  explicit InferenceServer(const ServerOptions& options);
+
+  ServerOptions options_;
+  std::unique_ptr<ModelManager> manager_;
+  std::atomic<bool> shutting_down_{false};
+  std::atomic<bool> stopped_{false};
+  std::atomic<int64_t> in_flight_{0};
+};
+
+// Parses a version path segment ("" = -1). InvalidArgument for anything else.
+Result<int64_t> ParseModelVersion(const std::string& text);
+
+}  // namespace flowserve

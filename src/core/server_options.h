@@ -1,0 +1,23 @@
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+namespace flowserve {
+
+struct ServerOptions {
+  std::vector<std::string> model_repositories;
+  std::string model_control_mode = "none";  // none | poll | explicit
+  std::vector<std::string> startup_models;  // --load-model (explicit mode); "*" = all
+  int repository_poll_secs = 15;
+  bool strict_readiness = true;
+  bool exit_on_error = true;
+  bool strict_model_config = false;
+  int exit_timeout_secs = 30;
+  int model_load_thread_count = 4;
+  std::string server_id = "triton";
+  // --backend-config=<backend>,<key>=<value>
+  std::map<std::string, std::map<std::string, std::string>> backend_config;
+};
+
+}  // namespace flowserve

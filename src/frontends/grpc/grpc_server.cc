@@ -1,0 +1,108 @@
+#include "frontends/grpc/grpc_server.h"
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/security/server_credentials.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+
+#include "frontends/grpc/service.h"
+
+namespace flowserve {
+
+struct GrpcServer::Impl {
+  std::unique_ptr<grpc_frontend::Service> service;
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;
+};
+
+namespace {
+
+Result<std::string> ReadPem(const std::string& path, const char* what) {
+  if (path.empty()) return InvalidArgument(std::string("--grpc-use-ssl needs ") + what);
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return InvalidArgument(std::string("cannot read ") + what + " '" + path + "'");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Result<std::shared_ptr<grpc::ServerCredentials>> Credentials(const GrpcOptions& o) {
+  if (!o.use_ssl) return grpc::InsecureServerCredentials();
+  auto cert = ReadPem(o.server_cert, "a server certificate (--grpc-server-cert)");
+  if (!cert.ok()) return cert.status();
+  auto key = ReadPem(o.server_key, "a server key (--grpc-server-key)");
+  if (!key.ok()) return key.status();
+  grpc::SslServerCredentialsOptions ssl;
+  ssl.pem_key_cert_pairs.push_back({*key, *cert});
+  if (!o.root_cert.empty()) {
+    auto root = ReadPem(o.root_cert, "a root certificate (--grpc-root-cert)");
+    if (!root.ok()) return root.status();
+    ssl.pem_root_certs = *root;
+  } else if (o.ssl_client_auth) {
+    return InvalidArgument("--grpc-use-ssl-mutual needs --grpc-root-cert to verify clients");
+  }
+  ssl.client_certificate_request =
+      o.ssl_client_auth ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                        : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE;
+  return grpc::SslServerCredentials(ssl);
+}
+
+std::string HostPort(const std::string& address, int port) {
+  // A bare IPv6 address needs brackets before the port.
+  bool v6 = address.find(':') != std::string::npos && address.front() != '[';
+  return (v6 ? "[" + address + "]" : address) + ":" + std::to_string(port);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<GrpcServer>> GrpcServer::Start(InferenceServer* server,
+                                                      const GrpcOptions& options) {
+  auto creds = Credentials(options);
+  if (!creds.ok()) return creds.status();
+  auto impl = std::make_unique<Impl>();
+  impl->service =
+      std::make_unique<grpc_frontend::Service>(server, options.infer_allocation_pool_size);
+
+  grpc::ServerBuilder builder;
+  const std::string endpoint = HostPort(options.address, options.port);
+  builder.AddListeningPort(endpoint, *creds, &impl->port);
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  builder.SetMaxSendMessageSize(options.max_message_bytes);
+  // grpc shares a port between processes by default (SO_REUSEPORT); a second server on
+  // a taken port must fail instead of silently splitting traffic.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, options.keepalive_time_ms);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, options.keepalive_timeout_ms);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS,
+                             options.keepalive_permit_without_calls ? 1 : 0);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA,
+                             options.http2_max_pings_without_data);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             options.http2_min_recv_ping_interval_without_data_ms);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, options.http2_max_ping_strikes);
+  builder.RegisterService(impl->service.get());
+  impl->server = builder.BuildAndStart();
+  if (!impl->server || impl->port == 0) {
+    return Unavailable("failed to start the gRPC service on " + endpoint +
+                       " (address in use or not available?)");
+  }
+  return std::unique_ptr<GrpcServer>(new GrpcServer(std::move(impl)));
+}
+
+GrpcServer::GrpcServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+GrpcServer::~GrpcServer() { Stop(); }
+
+int GrpcServer::port() const { return impl_->port; }
+
+void GrpcServer::Stop() {
+  if (!impl_->server) return;
+  // Open streams get a moment to end by themselves before they are cancelled.
+  impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  impl_->server->Wait();
+  impl_->server.reset();
+}
+
+}  // namespace flowserve

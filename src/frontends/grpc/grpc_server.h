@@ -1,0 +1,48 @@
+#pragma once
+// The gRPC frontend: Triton's GRPCInferenceService on its own threads. Kept free of
+// grpc headers so main.cc and other layers do not pay for them.
+#include <climits>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+
+namespace flowserve {
+
+class InferenceServer;
+
+struct GrpcOptions {
+  std::string address = "0.0.0.0";
+  int port = 8001;  // 0: pick a free port (see GrpcServer::port())
+  // Request/response message pairs kept for reuse by ModelInfer.
+  int infer_allocation_pool_size = 8;
+  int max_message_bytes = INT32_MAX;
+  bool use_ssl = false;
+  std::string server_cert, server_key, root_cert;  // PEM file paths
+  bool ssl_client_auth = false;                     // require and verify client certs
+  int keepalive_time_ms = 7200000, keepalive_timeout_ms = 20000;
+  bool keepalive_permit_without_calls = false;
+  int http2_max_pings_without_data = 2;
+  int http2_min_recv_ping_interval_without_data_ms = 300000;
+  int http2_max_ping_strikes = 2;
+};
+
+class GrpcServer {
+ public:
+  static Result<std::unique_ptr<GrpcServer>> Start(InferenceServer* server,
+                                                   const GrpcOptions& options);
+  ~GrpcServer();
+
+  int port() const;
+  // Stops accepting, gives open calls a short grace period, then cancels them. Every
+  // call in the core still gets its answer before this returns. Idempotent.
+  void Stop();
+
+  struct Impl;
+
+ private:
+  explicit GrpcServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace flowserve

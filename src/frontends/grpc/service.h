@@ -1,0 +1,97 @@
+#pragma once
+// GRPCInferenceService on grpc's callback API. Inference goes through infer_handlers;
+// the other RPCs answer from the same core calls the HTTP frontend uses.
+#include <grpcpp/grpcpp.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "frontends/grpc/infer_handlers.h"
+#include "common/status.h"
+#include "grpc_service.grpc.pb.h"
+
+namespace flowserve {
+class InferenceServer;
+}
+
+namespace flowserve::grpc_frontend {
+
+// Trace settings are stored and reported (global, and per-model overrides); tracing
+// itself is not implemented yet.
+class TraceSettingsStore {
+ public:
+  using Settings = std::map<std::string, std::vector<std::string>>;
+  TraceSettingsStore();
+  // Applies `update` (an empty value resets the key) and returns the effective settings
+  // for `model` ("" = global).
+  Result<Settings> Update(const std::string& model, const Settings& update);
+
+ private:
+  std::mutex mu_;
+  Settings defaults_;
+  Settings global_;
+  std::map<std::string, Settings> per_model_;
+};
+
+class Service final : public inference::GRPCInferenceService::CallbackService {
+ public:
+  Service(InferenceServer* server, int infer_allocation_pool_size);
+
+  using Unary = grpc::ServerUnaryReactor;
+  using Ctx = grpc::CallbackServerContext;
+
+  Unary* ServerLive(Ctx*, const inference::ServerLiveRequest*,
+                    inference::ServerLiveResponse*) override;
+  Unary* ServerReady(Ctx*, const inference::ServerReadyRequest*,
+                     inference::ServerReadyResponse*) override;
+  Unary* ModelReady(Ctx*, const inference::ModelReadyRequest*,
+                    inference::ModelReadyResponse*) override;
+  Unary* ServerMetadata(Ctx*, const inference::ServerMetadataRequest*,
+                        inference::ServerMetadataResponse*) override;
+  Unary* ModelMetadata(Ctx*, const inference::ModelMetadataRequest*,
+                       inference::ModelMetadataResponse*) override;
+  Unary* ModelInfer(Ctx*, const inference::ModelInferRequest*,
+                    inference::ModelInferResponse*) override;
+  grpc::ServerBidiReactor<inference::ModelInferRequest, inference::ModelStreamInferResponse>*
+  ModelStreamInfer(Ctx*) override;
+  Unary* ModelConfig(Ctx*, const inference::ModelConfigRequest*,
+                     inference::ModelConfigResponse*) override;
+  Unary* ModelStatistics(Ctx*, const inference::ModelStatisticsRequest*,
+                         inference::ModelStatisticsResponse*) override;
+  Unary* RepositoryIndex(Ctx*, const inference::RepositoryIndexRequest*,
+                         inference::RepositoryIndexResponse*) override;
+  Unary* RepositoryModelLoad(Ctx*, const inference::RepositoryModelLoadRequest*,
+                             inference::RepositoryModelLoadResponse*) override;
+  Unary* RepositoryModelUnload(Ctx*, const inference::RepositoryModelUnloadRequest*,
+                               inference::RepositoryModelUnloadResponse*) override;
+  Unary* SystemSharedMemoryStatus(Ctx*, const inference::SystemSharedMemoryStatusRequest*,
+                                  inference::SystemSharedMemoryStatusResponse*) override;
+  Unary* SystemSharedMemoryRegister(Ctx*, const inference::SystemSharedMemoryRegisterRequest*,
+                                    inference::SystemSharedMemoryRegisterResponse*) override;
+  Unary* SystemSharedMemoryUnregister(Ctx*,
+                                      const inference::SystemSharedMemoryUnregisterRequest*,
+                                      inference::SystemSharedMemoryUnregisterResponse*) override;
+  Unary* CudaSharedMemoryStatus(Ctx*, const inference::CudaSharedMemoryStatusRequest*,
+                                inference::CudaSharedMemoryStatusResponse*) override;
+  Unary* CudaSharedMemoryRegister(Ctx*, const inference::CudaSharedMemoryRegisterRequest*,
+                                  inference::CudaSharedMemoryRegisterResponse*) override;
+  Unary* CudaSharedMemoryUnregister(Ctx*, const inference::CudaSharedMemoryUnregisterRequest*,
+                                    inference::CudaSharedMemoryUnregisterResponse*) override;
+  Unary* TraceSetting(Ctx*, const inference::TraceSettingRequest*,
+                      inference::TraceSettingResponse*) override;
+  Unary* LogSettings(Ctx*, const inference::LogSettingsRequest*,
+                     inference::LogSettingsResponse*) override;
+
+ private:
+  InferenceServer* server_;
+  std::shared_ptr<InferMessagePool> pool_;
+  TraceSettingsStore trace_;
+};
+
+// Finishes a unary call at once with `status`.
+grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context, const Status& status);
+
+}  // namespace flowserve::grpc_frontend

@@ -1,0 +1,169 @@
+// The trace and log settings RPCs.
+#include <charconv>
+#include <exception>
+#include <fstream>
+
+#include "common/logging.h"
+#include "core/server.h"
+#include "frontends/grpc/service.h"
+
+namespace flowserve::grpc_frontend {
+
+using inference::LogSettingsRequest;
+using inference::LogSettingsResponse;
+using inference::TraceSettingRequest;
+using inference::TraceSettingResponse;
+
+namespace {
+
+bool IsInteger(const std::string& s, bool allow_negative) {
+  long long v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  return ec == std::errc() && end == s.data() + s.size() && (allow_negative || v >= 0);
+}
+
+Status ValidateTraceSetting(const std::string& key, const std::vector<std::string>& values) {
+  if (values.empty()) return Status::Ok();  // a reset
+  auto single = [&]() -> Status {
+    if (values.size() != 1) {
+      return InvalidArgument("trace setting '" + key + "' takes exactly one value");
+    }
+    return Status::Ok();
+  };
+  if (key == "trace_level") {
+    for (const auto& v : values) {
+      if (v != "OFF" && v != "TIMESTAMPS" && v != "TENSORS") {
+        return InvalidArgument("invalid trace_level '" + v +
+                               "': expected OFF, TIMESTAMPS or TENSORS");
+      }
+    }
+    return Status::Ok();
+  }
+  if (key == "trace_rate" || key == "log_frequency" || key == "trace_count") {
+    FS_RETURN_IF_ERROR(single());
+    if (!IsInteger(values[0], key == "trace_count")) {
+      return InvalidArgument("trace setting '" + key + "' must be an integer, got '" +
+                             values[0] + "'");
+    }
+    return Status::Ok();
+  }
+  if (key == "trace_file") return single();
+  if (key == "trace_mode") {
+    FS_RETURN_IF_ERROR(single());
+    if (values[0] != "triton" && values[0] != "opentelemetry") {
+      return InvalidArgument("invalid trace_mode '" + values[0] + "'");
+    }
+    return Status::Ok();
+  }
+  return InvalidArgument("unknown trace setting '" + key + "'");
+}
+
+// LogSettingsResponse and LogSettingsRequest have distinct but identical SettingValue types.
+template <typename Value>
+Status ApplyLogSetting(const std::string& key, const Value& v, LogSettings& s) {
+  auto want = [&](auto kcase, const char* type) -> Status {
+    if (v.parameter_choice_case() != kcase) {
+      return InvalidArgument("log setting '" + key + "' must be a " + type);
+    }
+    return Status::Ok();
+  };
+  if (key == "log_info" || key == "log_warning" || key == "log_error") {
+    FS_RETURN_IF_ERROR(want(Value::kBoolParam, "bool"));
+    (key == "log_info" ? s.info : key == "log_warning" ? s.warning : s.error) = v.bool_param();
+  } else if (key == "log_verbose_level") {
+    FS_RETURN_IF_ERROR(want(Value::kUint32Param, "uint32"));
+    s.verbose = static_cast<int>(v.uint32_param());
+  } else if (key == "log_format") {
+    FS_RETURN_IF_ERROR(want(Value::kStringParam, "string"));
+    if (v.string_param() != "default" && v.string_param() != "ISO8601") {
+      return InvalidArgument("invalid log_format '" + v.string_param() +
+                             "': expected default or ISO8601");
+    }
+    s.format = v.string_param();
+  } else if (key == "log_file") {
+    FS_RETURN_IF_ERROR(want(Value::kStringParam, "string"));
+    s.file = v.string_param();
+  } else {
+    return InvalidArgument("unknown log setting '" + key + "'");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+TraceSettingsStore::TraceSettingsStore() {
+  defaults_ = {{"trace_file", {""}},    {"trace_level", {"OFF"}}, {"trace_rate", {"1000"}},
+               {"trace_count", {"-1"}}, {"log_frequency", {"0"}}, {"trace_mode", {"triton"}}};
+  global_ = defaults_;
+}
+
+Result<TraceSettingsStore::Settings> TraceSettingsStore::Update(const std::string& model,
+                                                                const Settings& update) {
+  for (const auto& [key, values] : update) FS_RETURN_IF_ERROR(ValidateTraceSetting(key, values));
+  std::lock_guard<std::mutex> lock(mu_);
+  if (model.empty()) {
+    for (const auto& [key, values] : update) {
+      global_[key] = values.empty() ? defaults_[key] : values;
+    }
+    return global_;
+  }
+  Settings& overrides = per_model_[model];
+  for (const auto& [key, values] : update) {
+    if (values.empty()) {
+      overrides.erase(key);
+    } else {
+      overrides[key] = values;
+    }
+  }
+  Settings effective = global_;
+  for (const auto& [key, values] : overrides) effective[key] = values;
+  return effective;
+}
+
+grpc::ServerUnaryReactor* Service::TraceSetting(Ctx* ctx, const TraceSettingRequest* req,
+                                                TraceSettingResponse* resp) {
+  if (!req->model_name().empty()) {
+    auto model = server_->GetModel(req->model_name(), -1);
+    if (!model.ok()) return FinishNow(ctx, model.status());
+  }
+  TraceSettingsStore::Settings update;
+  for (const auto& [key, v] : req->settings()) {
+    update[key].assign(v.value().begin(), v.value().end());
+  }
+  auto effective = trace_.Update(req->model_name(), update);
+  if (!effective.ok()) return FinishNow(ctx, effective.status());
+  for (const auto& [key, values] : *effective) {
+    auto& out = (*resp->mutable_settings())[key];
+    for (const auto& v : values) out.add_value(v);
+  }
+  return FinishNow(ctx, Status::Ok());
+}
+
+grpc::ServerUnaryReactor* Service::LogSettings(Ctx* ctx, const LogSettingsRequest* req,
+                                               LogSettingsResponse* resp) {
+  flowserve::LogSettings s = CurrentLogSettings();
+  if (!req->settings().empty()) {
+    for (const auto& [key, v] : req->settings()) {
+      Status st = ApplyLogSetting(key, v, s);
+      if (!st.ok()) return FinishNow(ctx, st);
+    }
+    if (!s.file.empty() && !std::ofstream(s.file, std::ios::app)) {
+      return FinishNow(ctx, InvalidArgument("cannot open log_file '" + s.file + "'"));
+    }
+    try {
+      ConfigureLogging(s);
+    } catch (const std::exception& e) {  // spdlog reports sink failures by throwing
+      return FinishNow(ctx, Internal(std::string("cannot apply log settings: ") + e.what()));
+    }
+  }
+  auto& out = *resp->mutable_settings();
+  out["log_file"].set_string_param(s.file);
+  out["log_info"].set_bool_param(s.info);
+  out["log_warning"].set_bool_param(s.warning);
+  out["log_error"].set_bool_param(s.error);
+  out["log_verbose_level"].set_uint32_param(static_cast<uint32_t>(s.verbose));
+  out["log_format"].set_string_param(s.format);
+  return FinishNow(ctx, Status::Ok());
+}
+
+}  // namespace flowserve::grpc_frontend

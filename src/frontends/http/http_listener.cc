@@ -1,0 +1,459 @@
+#include "frontends/http/http_listener.h"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+
+#include "common/logging.h"
+#include "frontends/http/beast.h"
+
+namespace flowserve {
+
+using namespace http_detail;  // NOLINT: the Boost aliases of this folder
+
+std::string_view HttpReasonPhrase(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 413: return "Payload Too Large";
+    case 429: return "Too Many Requests";
+    case 499: return "Client Closed Request";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Unknown";
+  }
+}
+
+std::string_view HttpRequest::header(std::string_view name) const {
+  const auto* fields = static_cast<const bhttp::fields*>(fields_);
+  if (fields == nullptr) return {};
+  auto it = fields->find(name);
+  return it == fields->end() ? std::string_view() : it->value();
+}
+
+struct HttpRequestAccess {
+  static void Fill(HttpRequest& r, std::string_view method, std::string_view target,
+                   const bhttp::fields* fields, std::shared_ptr<std::string> body) {
+    r.method_ = method;
+    size_t q = target.find('?');
+    r.path_ = target.substr(0, q);
+    if (q != std::string_view::npos) r.query_ = target.substr(q + 1);
+    r.fields_ = fields;
+    r.body_ = std::move(body);
+  }
+};
+
+namespace {
+
+// Guards posting into the I/O contexts from foreign threads: once the listener is gone,
+// a late answer (a model finishing after shutdown) is dropped instead of touching freed
+// event loops.
+struct Lifeline {
+  std::mutex mu;
+  bool alive = true;
+};
+
+class Session;
+
+}  // namespace
+
+struct HttpListener::Impl {
+  HttpListenerOptions options;
+  HttpHandler handler;
+  std::vector<std::unique_ptr<asio::io_context>> contexts;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+  std::vector<std::thread> threads;
+  std::optional<tcp::acceptor> acceptor;
+  int port = 0;
+  size_t next_context = 0;
+  std::atomic<bool> stopping{false};
+  bool stopped = false;  // guarded by stop_mu
+  std::mutex stop_mu;
+  std::shared_ptr<Lifeline> lifeline = std::make_shared<Lifeline>();
+  // Sessions are owned here, one map per context, touched only by that context's thread
+  // (and by the destructor once the threads are joined). Answers in flight hold weak
+  // references, so nothing outlives the event loops.
+  std::vector<std::unordered_map<Session*, std::shared_ptr<Session>>> sessions;
+  std::mutex count_mu;
+  std::condition_variable count_cv;
+  int session_count = 0;
+
+  void Accept();
+  void AddSession(size_t ctx_index, tcp::socket socket);
+  void RemoveSession(size_t ctx_index, Session* s);
+};
+
+namespace {
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(HttpListener::Impl* impl, size_t ctx_index, tcp::socket socket)
+      : impl_(impl), ctx_index_(ctx_index), socket_(std::move(socket)) {}
+
+  void Start() { ReadHeader(); }
+
+  // Closes the connection if it is waiting for a request; a connection whose request is
+  // being answered closes after writing it (Write checks `stopping`).
+  void CloseIfIdle() {
+    if (state_ == State::kReading) Close();
+  }
+  void Close() {
+    if (closed_) return;
+    closed_ = true;
+    beast::error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
+    impl_->RemoveSession(ctx_index_, this);  // may drop the last owner: touch nothing after
+  }
+
+ private:
+  enum class State { kReading, kHandling, kWriting };
+
+  void ReadHeader() {
+    state_ = State::kReading;
+    parser_.emplace();
+    parser_->body_limit(impl_->options.max_body_size);
+    parser_->header_limit(64 * 1024);
+    bhttp::async_read_header(socket_, buffer_, *parser_,
+                             [self = shared_from_this()](beast::error_code ec, size_t) {
+                               self->OnHeader(ec);
+                             });
+  }
+
+  void OnHeader(beast::error_code ec) {
+    if (ec) return OnReadError(ec);
+    if (parser_->is_done()) return OnRequest();
+    auto& msg = parser_->get();
+    if (beast::iequals(msg[bhttp::field::expect], "100-continue")) {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      asio::async_write(socket_, asio::buffer(kContinue.data(), kContinue.size()),
+                        [self = shared_from_this()](beast::error_code ec, size_t) {
+                          if (ec) return self->Close();
+                          self->ReadBody();
+                        });
+      return;
+    }
+    ReadBody();
+  }
+
+  void ReadBody() {
+    bhttp::async_read(socket_, buffer_, *parser_,
+                      [self = shared_from_this()](beast::error_code ec, size_t) {
+                        if (ec) return self->OnReadError(ec);
+                        self->OnRequest();
+                      });
+  }
+
+  void OnReadError(beast::error_code ec) {
+    if (closed_) return;
+    // A client that sends garbage or too much gets told why before the connection closes.
+    if (ec == bhttp::error::body_limit) {
+      return WriteError(413, "request body exceeds the limit of " +
+                                 std::to_string(impl_->options.max_body_size) + " bytes");
+    }
+    if (ec == bhttp::error::header_limit) return WriteError(431, "request header too large");
+    bool protocol_error = &ec.category() == &bhttp::make_error_code(bhttp::error::bad_target).category();
+    if (protocol_error && ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message) {
+      return WriteError(400, "malformed HTTP request: " + ec.message());
+    }
+    Close();
+  }
+
+  void WriteError(int status, std::string message) {
+    keep_alive_ = false;
+    HttpReply reply;
+    reply.status = status;
+    std::string escaped;
+    for (char c : message) {
+      if (c == '"' || c == '\\') escaped += '\\';
+      escaped += c;
+    }
+    reply.body = "{\"error\":\"" + escaped + "\"}";
+    Write(std::move(reply));
+  }
+
+  void OnRequest() {
+    state_ = State::kHandling;
+    auto& msg = parser_->get();
+    keep_alive_ = msg.keep_alive();
+    http10_ = msg.version() == 10;
+    head_only_ = msg.method() == bhttp::verb::head;
+
+    HttpRequest request;
+    HttpRequestAccess::Fill(request, msg.method_string(), msg.target(),
+                            static_cast<const bhttp::fields*>(&msg),
+                            std::make_shared<std::string>(std::move(msg.body())));
+
+    in_handler_ = true;
+    impl_->handler(request, MakeRespond());
+    in_handler_ = false;
+    if (stashed_) {
+      HttpReply reply = std::move(*stashed_);
+      stashed_.reset();
+      Write(std::move(reply));
+    }
+  }
+
+  HttpRespond MakeRespond() {
+    return [weak = weak_from_this(), life = impl_->lifeline,
+            ctx = impl_->contexts[ctx_index_].get()](HttpReply reply) {
+      std::shared_ptr<Session> self;
+      {
+        std::lock_guard<std::mutex> lock(life->mu);
+        if (!life->alive) return;
+        self = weak.lock();
+        if (!self) return;
+        if (!ctx->get_executor().running_in_this_thread()) {
+          // The one hand-off back to the connection's thread.
+          asio::post(*ctx, [self, reply = std::move(reply)]() mutable {
+            self->Write(std::move(reply));
+          });
+          return;
+        }
+      }
+      // Answered on the connection's own thread: no hand-off at all. Inside the handler
+      // the write waits until the handler returns, so the session is never re-entered.
+      if (self->in_handler_) {
+        self->stashed_ = std::move(reply);
+      } else {
+        self->Write(std::move(reply));
+      }
+    };
+  }
+
+  void Write(HttpReply reply) {
+    if (closed_) return;
+    state_ = State::kWriting;
+    if (impl_->stopping.load(std::memory_order_relaxed)) keep_alive_ = false;
+    reply_ = std::move(reply);
+
+    size_t length = reply_.body.size();
+    for (const auto& c : reply_.chunks) length += c.size;
+    head_.clear();
+    head_ += "HTTP/1.1 ";
+    head_ += std::to_string(reply_.status);
+    head_ += ' ';
+    head_ += HttpReasonPhrase(reply_.status);
+    head_ += "\r\nServer: flowserve\r\n";
+    if (!reply_.content_type.empty()) {
+      head_ += "Content-Type: ";
+      head_ += reply_.content_type;
+      head_ += "\r\n";
+    }
+    head_ += "Content-Length: ";
+    head_ += std::to_string(length);
+    head_ += "\r\n";
+    for (const auto& [k, v] : reply_.headers) {
+      head_ += k;
+      head_ += ": ";
+      head_ += v;
+      head_ += "\r\n";
+    }
+    if (!keep_alive_) {
+      head_ += "Connection: close\r\n";
+    } else if (http10_) {
+      head_ += "Connection: keep-alive\r\n";
+    }
+    head_ += "\r\n";
+
+    buffers_.clear();
+    // Small bodies ride in the head's buffer: one contiguous write, fewer iovecs.
+    if (reply_.body.size() <= 1024 && !head_only_) {
+      head_ += reply_.body;
+      buffers_.emplace_back(head_.data(), head_.size());
+    } else {
+      buffers_.emplace_back(head_.data(), head_.size());
+      if (!head_only_ && !reply_.body.empty())
+        buffers_.emplace_back(reply_.body.data(), reply_.body.size());
+    }
+    if (!head_only_) {
+      for (const auto& c : reply_.chunks)
+        if (c.size) buffers_.emplace_back(c.data, c.size);
+    }
+    asio::async_write(socket_, buffers_,
+                      [self = shared_from_this()](beast::error_code ec, size_t) {
+                        self->OnWritten(ec);
+                      });
+  }
+
+  void OnWritten(beast::error_code ec) {
+    reply_ = HttpReply();  // release output buffers now, not at the next request
+    if (ec || !keep_alive_ || impl_->stopping.load(std::memory_order_relaxed)) return Close();
+    ReadHeader();
+  }
+
+  HttpListener::Impl* impl_;
+  size_t ctx_index_;
+  tcp::socket socket_;
+  beast::flat_buffer buffer_;
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  State state_ = State::kReading;
+  bool closed_ = false;
+  bool keep_alive_ = true;
+  bool http10_ = false;
+  bool head_only_ = false;
+  bool in_handler_ = false;
+  std::optional<HttpReply> stashed_;
+  HttpReply reply_;
+  std::string head_;
+  std::vector<asio::const_buffer> buffers_;
+};
+
+}  // namespace
+
+void HttpListener::Impl::Accept() {
+  size_t index = next_context;
+  next_context = (next_context + 1) % contexts.size();
+  acceptor->async_accept(*contexts[index], [this, index](beast::error_code ec, tcp::socket s) {
+    if (ec == asio::error::operation_aborted || stopping.load()) return;
+    if (ec) {
+      // Out of descriptors and the like: keep serving the connections we have.
+      FS_LOG_WARNING("HTTP accept failed: {}", ec.message());
+    } else {
+      beast::error_code ignored;
+      s.set_option(tcp::no_delay(true), ignored);
+      asio::post(*contexts[index], [this, index, s = std::move(s)]() mutable {
+        AddSession(index, std::move(s));
+      });
+    }
+    Accept();
+  });
+}
+
+void HttpListener::Impl::AddSession(size_t ctx_index, tcp::socket socket) {
+  if (stopping.load()) return;  // the socket closes as it goes out of scope
+  auto s = std::make_shared<Session>(this, ctx_index, std::move(socket));
+  sessions[ctx_index].emplace(s.get(), s);
+  {
+    std::lock_guard<std::mutex> lock(count_mu);
+    ++session_count;
+  }
+  s->Start();
+}
+
+void HttpListener::Impl::RemoveSession(size_t ctx_index, Session* s) {
+  if (sessions[ctx_index].erase(s) == 0) return;
+  std::lock_guard<std::mutex> lock(count_mu);
+  if (--session_count == 0) count_cv.notify_all();
+}
+
+HttpListener::HttpListener(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Result<std::unique_ptr<HttpListener>> HttpListener::Start(const std::string& address, int port,
+                                                          int threads, HttpHandler handler) {
+  HttpListenerOptions options;
+  options.address = address;
+  options.port = port;
+  options.threads = threads;
+  return Start(options, std::move(handler));
+}
+
+Result<std::unique_ptr<HttpListener>> HttpListener::Start(const HttpListenerOptions& options,
+                                                          HttpHandler handler) {
+  auto impl = std::make_shared<Impl>();
+  impl->options = options;
+  impl->handler = std::move(handler);
+  int n = options.threads < 1 ? 1 : options.threads;
+  for (int i = 0; i < n; ++i) {
+    // One event loop per thread: a connection lives on one thread, so its handlers never
+    // need a strand, and posting an answer wakes exactly the thread that owns it.
+    impl->contexts.push_back(std::make_unique<asio::io_context>(1));
+    impl->guards.push_back(asio::make_work_guard(*impl->contexts.back()));
+  }
+  impl->sessions.resize(n);
+
+  beast::error_code ec;
+  auto addr = asio::ip::make_address(options.address, ec);
+  if (ec) {
+    return InvalidArgument("invalid HTTP address '" + options.address + "': " + ec.message());
+  }
+  if (options.port < 0 || options.port > 65535) {
+    return InvalidArgument("invalid HTTP port " + std::to_string(options.port));
+  }
+  tcp::endpoint endpoint(addr, static_cast<unsigned short>(options.port));
+  impl->acceptor.emplace(*impl->contexts[0]);
+  auto fail = [&](const char* what) {
+    return Status(StatusCode::kUnavailable, std::string("cannot ") + what + " HTTP endpoint " +
+                                                options.address + ":" +
+                                                std::to_string(options.port) + ": " + ec.message());
+  };
+  impl->acceptor->open(endpoint.protocol(), ec);
+  if (ec) return fail("open");
+  impl->acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+  impl->acceptor->bind(endpoint, ec);
+  if (ec) return fail("bind");
+  impl->acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return fail("listen on");
+  impl->port = impl->acceptor->local_endpoint().port();
+
+  impl->Accept();
+  for (int i = 0; i < n; ++i) {
+    asio::io_context* ctx = impl->contexts[i].get();
+    impl->threads.emplace_back([ctx] { ctx->run(); });
+  }
+  return std::unique_ptr<HttpListener>(new HttpListener(std::move(impl)));
+}
+
+int HttpListener::port() const { return impl_->port; }
+
+void HttpListener::Stop() {
+  Impl* impl = impl_.get();
+  {
+    std::lock_guard<std::mutex> lock(impl->stop_mu);
+    if (impl->stopped) return;
+    impl->stopped = true;
+  }
+  impl->stopping.store(true);
+  asio::post(*impl->contexts[0], [impl] {
+    beast::error_code ec;
+    impl->acceptor->close(ec);
+  });
+  auto close_sessions = [impl](bool all) {
+    for (size_t i = 0; i < impl->contexts.size(); ++i) {
+      asio::post(*impl->contexts[i], [impl, i, all] {
+        std::vector<std::shared_ptr<Session>> list;
+        for (auto& [p, s] : impl->sessions[i]) list.push_back(s);
+        for (auto& s : list) all ? s->Close() : s->CloseIfIdle();
+      });
+    }
+  };
+  close_sessions(false);
+  {
+    std::unique_lock<std::mutex> lock(impl->count_mu);
+    impl->count_cv.wait_for(lock, std::chrono::milliseconds(impl->options.stop_grace_ms),
+                            [impl] { return impl->session_count == 0; });
+  }
+  close_sessions(true);
+  // With every socket closed and the guards gone, each loop runs out of work and returns.
+  for (auto& g : impl->guards) g.reset();
+  for (auto& t : impl->threads) t.join();
+  impl->threads.clear();
+  {
+    std::lock_guard<std::mutex> lock(impl->lifeline->mu);
+    impl->lifeline->alive = false;
+  }
+}
+
+HttpListener::~HttpListener() {
+  Stop();
+  // Threads are joined: the session maps may be cleared from here.
+  for (auto& m : impl_->sessions) m.clear();
+  impl_->acceptor.reset();
+}
+
+}  // namespace flowserve

@@ -1,0 +1,90 @@
+#pragma once
+// A small keep-alive HTTP/1.1 server: a pool of I/O threads, each running its own event
+// loop, handing every parsed request to one handler that answers whenever it is ready
+// (from any thread). Used by the KServe frontend and by the metrics endpoint. No Boost
+// types appear here, so users of this header do not compile Asio.
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+
+namespace flowserve {
+
+// A received request. Valid only during the handler call, except `body`, which the
+// handler may keep (and modify: JSON is parsed in place) for as long as it likes.
+class HttpRequest {
+ public:
+  std::string_view method() const { return method_; }
+  // The path with the query string removed, still percent-encoded.
+  std::string_view path() const { return path_; }
+  std::string_view query() const { return query_; }
+  // Case-insensitive lookup; empty when absent.
+  std::string_view header(std::string_view name) const;
+  // Never null. Its size() is the body length; a NUL follows the last byte.
+  const std::shared_ptr<std::string>& body() const { return body_; }
+
+ private:
+  friend struct HttpRequestAccess;  // the listener fills it in
+  std::string_view method_, path_, query_;
+  const void* fields_ = nullptr;  // the parser's header fields
+  std::shared_ptr<std::string> body_;
+};
+
+// A piece of response body that lives elsewhere (e.g. an output tensor), written
+// without copying; `owner` keeps it alive until the write completes.
+struct HttpBodyChunk {
+  const char* data = nullptr;
+  size_t size = 0;
+  std::shared_ptr<const void> owner;
+};
+
+struct HttpReply {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;                   // written first
+  std::vector<HttpBodyChunk> chunks;  // then these, in order
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+// Sends the reply; call exactly once, from any thread.
+using HttpRespond = std::function<void(HttpReply)>;
+using HttpHandler = std::function<void(const HttpRequest&, HttpRespond)>;
+
+struct HttpListenerOptions {
+  std::string address = "0.0.0.0";
+  int port = 0;  // 0: any free port
+  int threads = 1;
+  size_t max_body_size = 64 << 20;
+  // How long Stop() lets requests already being answered finish before closing them.
+  int stop_grace_ms = 30000;
+};
+
+class HttpListener {
+ public:
+  static Result<std::unique_ptr<HttpListener>> Start(const HttpListenerOptions& options,
+                                                     HttpHandler handler);
+  static Result<std::unique_ptr<HttpListener>> Start(const std::string& address, int port,
+                                                     int threads, HttpHandler handler);
+  ~HttpListener();
+
+  int port() const;
+  // Stops accepting, closes idle connections, waits (up to stop_grace_ms) for answers
+  // in progress to be written, then joins the I/O threads. Idempotent.
+  void Stop();
+
+  struct Impl;
+
+ private:
+  explicit HttpListener(std::shared_ptr<Impl> impl);
+  std::shared_ptr<Impl> impl_;
+};
+
+// The standard reason phrase for a status code ("Not Found").
+std::string_view HttpReasonPhrase(int status);
+
+}  // namespace flowserve

@@ -1,0 +1,45 @@
+#pragma once
+// KServe v2 inference over HTTP, as pure functions: request body (JSON header plus the
+// binary tensor extension's raw bytes) -> InferenceRequest, and InferenceResponse ->
+// reply bytes. No sockets here, so every framing rule is unit-testable.
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+#include "core/inference_request.h"
+#include "core/inference_response.h"
+#include "frontends/http/http_listener.h"
+
+namespace flowserve {
+
+// What the response needs to remember from the request.
+struct InferReplyFormat {
+  std::string model_name;
+  std::string id;
+  bool binary_data_output = false;  // request parameter: the default for every output
+  // Outputs that set parameters.binary_data themselves.
+  std::vector<std::pair<std::string, bool>> binary_override;
+
+  bool IsBinary(const std::string& output) const;
+};
+
+// Parses `body`, whose first `header_length_field` bytes (the value of the
+// Inference-Header-Content-Length header; empty = the whole body) are JSON. The JSON is
+// parsed in place and binary inputs point into `body`, which the tensors keep alive.
+// Every malformed request is an InvalidArgument naming the tensor and what was wrong.
+Result<std::unique_ptr<InferenceRequest>> ParseInferRequest(
+    const std::shared_ptr<std::string>& body, std::string_view header_length_field,
+    const std::string& model_name, int64_t model_version, InferReplyFormat* format);
+
+// JSON outputs inline; binary ones as chunks referencing the output tensors (no copy),
+// announced by the Inference-Header-Content-Length header.
+HttpReply SerializeInferResponse(const InferenceResponse& response, const InferReplyFormat& format);
+
+// {"error": message} with the status' HTTP code.
+HttpReply ErrorReply(const Status& status);
+HttpReply JsonReply(std::string json, int status = 200);
+
+}  // namespace flowserve

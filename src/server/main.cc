@@ -1,0 +1,233 @@
+// flowserve: flags -> ServerOptions -> core -> frontends -> wait for a signal -> drain.
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdio>
+#include <thread>
+
+#include "backends/backend.h"
+#include "common/logging.h"
+#include "core/server.h"
+#include "frontends/http/http_server.h"
+#include "frontends/metrics/metrics_server.h"
+#ifdef FLOWSERVE_WITH_GRPC
+#include "frontends/grpc/grpc_server.h"
+#endif
+
+using namespace flowserve;
+
+namespace {
+
+struct Flags {
+  ServerOptions server;
+  LogSettings log;
+  HttpOptions http;
+  MetricsOptions metrics;
+  bool allow_http = true, allow_grpc = true, allow_metrics = true;
+#ifdef FLOWSERVE_WITH_GRPC
+  GrpcOptions grpc;
+#else
+  struct {
+    std::string address = "0.0.0.0";
+    int port = 8001;
+  } grpc;
+#endif
+  std::vector<std::string> backend_config;
+  std::string grpc_server_cert, grpc_server_key, grpc_root_cert;
+  bool grpc_use_ssl = false, grpc_use_ssl_mutual = false;
+};
+
+// Flags that tritonserver has and that mean nothing without GPUs or plug-in backends.
+const char* kCpuOnlyFlags[] = {"--backend-directory", "--pinned-memory-pool-byte-size",
+                               "--cuda-memory-pool-byte-size",
+                               "--min-supported-compute-capability",
+                               "--buffer-manager-thread-count", "--allow-gpu-metrics"};
+
+int ParseFlags(int argc, char** argv, Flags& f, CLI::App& app) {
+  app.set_version_flag("--version", std::string(kServerName) + " " + kServerVersion);
+  app.option_defaults()->always_capture_default();
+  auto& s = f.server;
+  app.add_option("--model-repository,--model-store", s.model_repositories,
+                 "Model repository path (repeatable)");
+  app.add_option("--model-control-mode", s.model_control_mode, "none | poll | explicit")
+      ->check(CLI::IsMember({"none", "poll", "explicit"}));
+  app.add_option("--load-model", s.startup_models, "Model to load at start in explicit mode; * = all");
+  app.add_option("--repository-poll-secs", s.repository_poll_secs)->check(CLI::NonNegativeNumber);
+  app.add_option("--strict-readiness", s.strict_readiness);
+  app.add_option("--exit-on-error", s.exit_on_error);
+  app.add_option("--strict-model-config", s.strict_model_config);
+  app.add_option("--exit-timeout-secs", s.exit_timeout_secs)->check(CLI::NonNegativeNumber);
+  app.add_option("--model-load-thread-count", s.model_load_thread_count)
+      ->check(CLI::PositiveNumber);
+  app.add_option("--id", s.server_id, "Server identifier");
+  app.add_option("--backend-config", f.backend_config, "<backend>,<key>=<value>");
+
+  app.add_option("--allow-http", f.allow_http);
+  app.add_option("--http-port", f.http.port)->check(CLI::Range(0, 65535));
+  app.add_option("--http-address", f.http.address);
+  app.add_option("--http-thread-count", f.http.thread_count)->check(CLI::PositiveNumber);
+  app.add_option("--http-max-input-size", f.http.max_input_size)->check(CLI::PositiveNumber);
+
+  app.add_option("--allow-grpc", f.allow_grpc);
+  app.add_option("--grpc-port", f.grpc.port)->check(CLI::Range(0, 65535));
+  app.add_option("--grpc-address", f.grpc.address);
+#ifdef FLOWSERVE_WITH_GRPC
+  app.add_option("--grpc-infer-allocation-pool-size", f.grpc.infer_allocation_pool_size);
+  app.add_option("--grpc-use-ssl", f.grpc_use_ssl);
+  app.add_option("--grpc-use-ssl-mutual", f.grpc_use_ssl_mutual);
+  app.add_option("--grpc-server-cert", f.grpc_server_cert);
+  app.add_option("--grpc-server-key", f.grpc_server_key);
+  app.add_option("--grpc-root-cert", f.grpc_root_cert);
+  app.add_option("--grpc-keepalive-time", f.grpc.keepalive_time_ms);
+  app.add_option("--grpc-keepalive-timeout", f.grpc.keepalive_timeout_ms);
+  app.add_option("--grpc-keepalive-permit-without-calls", f.grpc.keepalive_permit_without_calls);
+  app.add_option("--grpc-http2-max-pings-without-data", f.grpc.http2_max_pings_without_data);
+  app.add_option("--grpc-http2-min-recv-ping-interval-without-data",
+                 f.grpc.http2_min_recv_ping_interval_without_data_ms);
+  app.add_option("--grpc-http2-max-ping-strikes", f.grpc.http2_max_ping_strikes);
+#endif
+
+  app.add_option("--allow-metrics", f.allow_metrics);
+  app.add_option("--metrics-port", f.metrics.port)->check(CLI::Range(0, 65535));
+  app.add_option("--metrics-address", f.metrics.address);
+  app.add_option("--metrics-interval-ms", f.metrics.interval_ms);
+  app.add_option("--metrics-config", f.metrics.config, "<key>=<value>, e.g. histogram_buckets=...");
+  app.add_option("--allow-cpu-metrics", f.metrics.allow_cpu_metrics);
+
+  app.add_option("--log-verbose", f.log.verbose)->check(CLI::NonNegativeNumber);
+  app.add_option("--log-info", f.log.info);
+  app.add_option("--log-warning", f.log.warning);
+  app.add_option("--log-error", f.log.error);
+  app.add_option("--log-format", f.log.format)->check(CLI::IsMember({"default", "ISO8601"}));
+  app.add_option("--log-file", f.log.file);
+
+  std::string ignored_str;
+  for (const char* name : kCpuOnlyFlags) {
+    if (std::string(name) == "--allow-gpu-metrics") {
+      app.add_option(name, ignored_str)->expected(0, 1);
+    } else {
+      app.add_option(name, ignored_str);
+    }
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  return -1;
+}
+
+Status ApplyFlags(Flags& f, CLI::App& app) {
+  for (const auto& entry : f.backend_config) {
+    auto comma = entry.find(',');
+    auto eq = entry.find('=', comma == std::string::npos ? 0 : comma);
+    if (comma == std::string::npos || eq == std::string::npos) {
+      return InvalidArgument("--backend-config=" + entry +
+                             ": expected <backend>,<setting>=<value>");
+    }
+    f.server.backend_config[entry.substr(0, comma)][entry.substr(comma + 1, eq - comma - 1)] =
+        entry.substr(eq + 1);
+  }
+  for (const char* name : kCpuOnlyFlags) {
+    if (app.count(name) > 0) {
+      FS_LOG_INFO("{} has no effect in this CPU-only build with built-in backends", name);
+    }
+  }
+  if (f.server.model_control_mode != "explicit" && !f.server.startup_models.empty()) {
+    FS_LOG_WARNING("--load-model has no effect unless --model-control-mode=explicit");
+  }
+#ifdef FLOWSERVE_WITH_GRPC
+  f.grpc.use_ssl = f.grpc_use_ssl || f.grpc_use_ssl_mutual;
+  f.grpc.ssl_client_auth = f.grpc_use_ssl_mutual;
+  f.grpc.server_cert = f.grpc_server_cert;
+  f.grpc.server_key = f.grpc_server_key;
+  f.grpc.root_cert = f.grpc_root_cert;
+#endif
+  return Status::Ok();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Flags flags;
+  CLI::App app{"flowserve: an inference server speaking the KServe v2 / Triton protocols"};
+  if (int rc = ParseFlags(argc, argv, flags, app); rc >= 0) return rc;
+  ConfigureLogging(flags.log);
+  if (Status st = ApplyFlags(flags, app); !st.ok()) {
+    FS_LOG_ERROR("{}", st.message());
+    return 2;
+  }
+
+  // Every thread started from here on inherits the blocked set; main waits for them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  RegisterBuiltinBackends();
+  auto server = InferenceServer::Create(flags.server);
+  if (!server.ok()) {
+    FS_LOG_ERROR("error: creating server: {}", server.status().message());
+    return 1;
+  }
+  InferenceServer* core = server.value().get();
+  if (core->AnyModelFailed() && flags.server.exit_on_error) {
+    FS_LOG_ERROR("exiting: failed to load all models (--exit-on-error=true)");
+    return 1;
+  }
+
+  std::unique_ptr<HttpServer> http;
+  std::unique_ptr<MetricsServer> metrics;
+  if (flags.allow_http) {
+    auto h = HttpServer::Start(core, flags.http);
+    if (!h.ok()) {
+      FS_LOG_ERROR("failed to start HTTP service: {}", h.status().message());
+      return 1;
+    }
+    http = std::move(h.value());
+    FS_LOG_INFO("Started HTTPService at {}:{}", flags.http.address, http->port());
+  }
+#ifdef FLOWSERVE_WITH_GRPC
+  std::unique_ptr<GrpcServer> grpc;
+  if (flags.allow_grpc) {
+    auto g = GrpcServer::Start(core, flags.grpc);
+    if (!g.ok()) {
+      FS_LOG_ERROR("failed to start GRPC service: {}", g.status().message());
+      return 1;
+    }
+    grpc = std::move(g.value());
+    FS_LOG_INFO("Started GRPCInferenceService at {}:{}", flags.grpc.address, grpc->port());
+  }
+#else
+  if (flags.allow_grpc) FS_LOG_WARNING("this build has no gRPC frontend");
+#endif
+  if (flags.allow_metrics) {
+    auto m = MetricsServer::Start(core, flags.metrics);
+    if (!m.ok()) {
+      FS_LOG_ERROR("failed to start metrics service: {}", m.status().message());
+      return 1;
+    }
+    metrics = std::move(m.value());
+    FS_LOG_INFO("Started Metrics Service at {}:{}", flags.metrics.address, metrics->port());
+  }
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  FS_LOG_INFO("received {}: draining (up to {} s)", sig == SIGINT ? "SIGINT" : "SIGTERM",
+              flags.server.exit_timeout_secs);
+  core->BeginShutdown();
+  auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(flags.server.exit_timeout_secs);
+  if (!core->WaitForIdle(deadline)) {
+    FS_LOG_WARNING("exit timeout reached with {} request(s) in flight", core->InFlight());
+  }
+#ifdef FLOWSERVE_WITH_GRPC
+  if (grpc) grpc->Stop();
+#endif
+  if (http) http->Stop();
+  if (metrics) metrics->Stop();
+  server.value().reset();
+  FS_LOG_INFO("exiting");
+  return 0;
+}

@@ -1,0 +1,208 @@
+// The keep-alive HTTP listener over real loopback sockets: answers from other threads,
+// keep-alive, zero-copy chunks, oversized bodies, and a Stop() that lets an answer in
+// progress be written.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "frontends/http/http_listener.h"
+
+namespace flowserve {
+namespace {
+
+class Client {
+ public:
+  explicit Client(int port) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    timeval tv{10, 0};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    connected_ = connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  }
+  ~Client() { close(fd_); }
+  bool connected() const { return connected_; }
+
+  void Send(const std::string& s) { ASSERT_EQ(write(fd_, s.data(), s.size()), (ssize_t)s.size()); }
+
+  // Reads one response (head + Content-Length body); "" when the peer closed first.
+  std::string ReadResponse() {
+    for (;;) {
+      size_t end = buf_.find("\r\n\r\n");
+      if (end != std::string::npos) {
+        size_t cl = buf_.find("Content-Length: ");
+        size_t len = cl < end ? std::stoul(buf_.substr(cl + 16)) : 0;
+        if (buf_.size() >= end + 4 + len) {
+          std::string r = buf_.substr(0, end + 4 + len);
+          buf_.erase(0, end + 4 + len);
+          return r;
+        }
+      }
+      char tmp[4096];
+      ssize_t n = read(fd_, tmp, sizeof(tmp));
+      if (n <= 0) return "";
+      buf_.append(tmp, n);
+    }
+  }
+  bool PeerClosed() {
+    char c;
+    return read(fd_, &c, 1) == 0;
+  }
+
+ private:
+  int fd_;
+  bool connected_ = false;
+  std::string buf_;
+};
+
+std::string Get(const std::string& path) {
+  return "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
+}
+
+TEST(HttpListener, AnswersFromAnotherThreadWithKeepAlive) {
+  auto listener = HttpListener::Start("127.0.0.1", 0, 2, [](const HttpRequest& req,
+                                                            HttpRespond respond) {
+    std::string body = std::string(req.method()) + " " + std::string(req.path()) + " q=" +
+                       std::string(req.query()) + " h=" + std::string(req.header("x-test")) +
+                       " b=" + *req.body();
+    std::thread([body, respond = std::move(respond)] {
+      HttpReply r;
+      r.content_type = "text/plain";
+      r.body = body;
+      r.headers.emplace_back("X-Answer", "1");
+      respond(std::move(r));
+    }).detach();
+  });
+  ASSERT_TRUE(listener.ok()) << listener.status().message();
+  ASSERT_GT((*listener)->port(), 0);
+  Client c((*listener)->port());
+  ASSERT_TRUE(c.connected());
+  c.Send("POST /a/b?x=1 HTTP/1.1\r\nHost: x\r\nX-Test: yes\r\nContent-Length: 5\r\n\r\nhello");
+  std::string r = c.ReadResponse();
+  EXPECT_EQ(r.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << r;
+  EXPECT_NE(r.find("X-Answer: 1\r\n"), std::string::npos) << r;
+  EXPECT_NE(r.find("Content-Type: text/plain\r\n"), std::string::npos) << r;
+  EXPECT_NE(r.find("\r\n\r\nPOST /a/b q=x=1 h=yes b=hello"), std::string::npos) << r;
+  // Same connection, second request.
+  c.Send(Get("/again"));
+  r = c.ReadResponse();
+  EXPECT_NE(r.find("GET /again"), std::string::npos) << r;
+  // Pipelined requests are answered in order.
+  c.Send(Get("/p1") + Get("/p2"));
+  EXPECT_NE(c.ReadResponse().find("GET /p1"), std::string::npos);
+  EXPECT_NE(c.ReadResponse().find("GET /p2"), std::string::npos);
+}
+
+TEST(HttpListener, ChunksAndInlineAnswers) {
+  auto payload = std::make_shared<std::string>("0123456789");
+  auto listener = HttpListener::Start("127.0.0.1", 0, 1, [payload](const HttpRequest&,
+                                                                   HttpRespond respond) {
+    HttpReply r;
+    r.body = std::string(2000, 'j');  // larger than the inline-with-head limit
+    r.chunks.push_back({payload->data(), 4, payload});
+    r.chunks.push_back({payload->data() + 6, 4, payload});
+    respond(std::move(r));  // on the I/O thread, inside the handler
+  });
+  ASSERT_TRUE(listener.ok());
+  Client c((*listener)->port());
+  for (int i = 0; i < 3; ++i) {
+    c.Send(Get("/"));
+    std::string r = c.ReadResponse();
+    EXPECT_NE(r.find("Content-Length: 2008\r\n"), std::string::npos) << r;
+    EXPECT_EQ(r.substr(r.size() - 8), "01236789");
+  }
+}
+
+TEST(HttpListener, OversizedBodyIs413AndConnectionCloses) {
+  HttpListenerOptions o;
+  o.address = "127.0.0.1";
+  o.max_body_size = 100;
+  auto listener = HttpListener::Start(o, [](const HttpRequest&, HttpRespond respond) {
+    respond(HttpReply{});
+  });
+  ASSERT_TRUE(listener.ok());
+  Client c((*listener)->port());
+  c.Send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + std::string(1000, 'x'));
+  std::string r = c.ReadResponse();
+  EXPECT_EQ(r.rfind("HTTP/1.1 413", 0), 0u) << r;
+  EXPECT_NE(r.find("limit of 100 bytes"), std::string::npos) << r;
+  EXPECT_TRUE(c.PeerClosed());
+
+  Client g((*listener)->port());
+  g.Send("GARBAGE\r\n\r\n");
+  r = g.ReadResponse();
+  EXPECT_EQ(r.rfind("HTTP/1.1 400", 0), 0u) << r;
+}
+
+TEST(HttpListener, HttpOneZeroClosesUnlessKeepAlive) {
+  auto listener = HttpListener::Start("127.0.0.1", 0, 1, [](const HttpRequest&,
+                                                            HttpRespond respond) {
+    respond(HttpReply{});
+  });
+  ASSERT_TRUE(listener.ok());
+  Client c((*listener)->port());
+  c.Send("GET / HTTP/1.0\r\n\r\n");
+  std::string r = c.ReadResponse();
+  EXPECT_NE(r.find("Connection: close"), std::string::npos) << r;
+  EXPECT_TRUE(c.PeerClosed());
+}
+
+TEST(HttpListener, StopWritesTheAnswerInProgressAndClosesIdleConnections) {
+  std::atomic<bool> got{false};
+  HttpRespond pending;
+  std::mutex mu;
+  auto listener = HttpListener::Start("127.0.0.1", 0, 2, [&](const HttpRequest&,
+                                                             HttpRespond respond) {
+    std::lock_guard<std::mutex> lock(mu);
+    pending = std::move(respond);
+    got = true;
+  });
+  ASSERT_TRUE(listener.ok());
+  Client idle((*listener)->port());
+  Client busy((*listener)->port());
+  busy.Send(Get("/slow"));
+  while (!got) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::thread answer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    std::lock_guard<std::mutex> lock(mu);
+    HttpReply r;
+    r.body = "late";
+    pending(std::move(r));
+  });
+  auto t0 = std::chrono::steady_clock::now();
+  (*listener)->Stop();
+  auto waited = std::chrono::steady_clock::now() - t0;
+  answer.join();
+  EXPECT_GE(waited, std::chrono::milliseconds(150));
+  EXPECT_TRUE(idle.PeerClosed());
+  std::string r = busy.ReadResponse();
+  EXPECT_NE(r.find("Connection: close"), std::string::npos) << r;
+  EXPECT_EQ(r.substr(r.size() - 4), "late");
+  // An answer after Stop() is dropped, not a crash.
+  (*listener).reset();
+  std::lock_guard<std::mutex> lock(mu);
+  pending(HttpReply{});
+}
+
+TEST(HttpListener, BadAddressAndPortInUse) {
+  auto bad = HttpListener::Start("not-an-ip", 0, 1, [](const HttpRequest&, HttpRespond) {});
+  EXPECT_FALSE(bad.ok());
+  auto first = HttpListener::Start("127.0.0.1", 0, 1, [](const HttpRequest&, HttpRespond) {});
+  ASSERT_TRUE(first.ok());
+  auto second =
+      HttpListener::Start("127.0.0.1", (*first)->port(), 1, [](const HttpRequest&, HttpRespond) {});
+  EXPECT_FALSE(second.ok());
+  EXPECT_NE(second.status().message().find("bind"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace flowserve
