@@ -212,6 +212,8 @@ def main():
     if args.resnet50:
         build_resnet50(out, args.force)
     write_digit_pngs()
+    from pipeline_models import build_pipeline  # digits_pipeline: an ensemble feeding digits
+    build_pipeline(out, args.force)
 
 
 if __name__ == "__main__":

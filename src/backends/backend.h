@@ -22,8 +22,8 @@ namespace flowserve {
 struct ModelLoadContext {
   std::string model_name;
   int64_t version = 0;
-  std::string model_dir;    // <repository>/<model>
-  std::string version_dir;  // <repository>/<model>/<version>
+  std::string model_dir;                           // <repository>/<model>
+  std::string version_dir;                         // <repository>/<model>/<version>
   const inference::ModelConfig* config = nullptr;  // outlives the BackendModel
   // --backend-config=<backend>,<key>=<value> entries for this backend.
   std::map<std::string, std::string> backend_config;

@@ -25,7 +25,7 @@ int LogVerboseLevel();
 #define FS_LOG_INFO(...) SPDLOG_INFO(__VA_ARGS__)
 #define FS_LOG_WARNING(...) SPDLOG_WARN(__VA_ARGS__)
 #define FS_LOG_ERROR(...) SPDLOG_ERROR(__VA_ARGS__)
-#define FS_LOG_VERBOSE(level, ...) \
-  do {                             \
+#define FS_LOG_VERBOSE(level, ...)                                            \
+  do {                                                                        \
     if (::flowserve::LogVerboseLevel() >= (level)) SPDLOG_DEBUG(__VA_ARGS__); \
   } while (0)

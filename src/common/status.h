@@ -65,8 +65,8 @@ inline Status Unimplemented(std::string m) {
 template <typename T>
 class Result {
  public:
-  Result(T value) : v_(std::move(value)) {}            // NOLINT: implicit by design
-  Result(Status status) : v_(std::move(status)) {}     // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}         // NOLINT: implicit by design
+  Result(Status status) : v_(std::move(status)) {}  // NOLINT: implicit by design
 
   bool ok() const { return std::holds_alternative<T>(v_); }
   const Status& status() const {
@@ -87,8 +87,8 @@ class Result {
 
 }  // namespace flowserve
 
-#define FS_RETURN_IF_ERROR(expr)          \
-  do {                                    \
-    ::flowserve::Status fs_st_ = (expr);  \
-    if (!fs_st_.ok()) return fs_st_;      \
+#define FS_RETURN_IF_ERROR(expr)         \
+  do {                                   \
+    ::flowserve::Status fs_st_ = (expr); \
+    if (!fs_st_.ok()) return fs_st_;     \
   } while (0)

@@ -2,12 +2,37 @@
 
 #include "backends/backend.h"
 #include "common/logging.h"
+#include "core/ensemble_scheduler.h"
 #include "core/request_validator.h"
 #include "core/scheduler.h"
 #include "model_config.pb.h"
 #include "repository/model_repository.h"
 
 namespace flowserve {
+namespace {
+
+// A backend model and the scheduler feeding its instances.
+class BackendExecutor : public ModelExecutor {
+ public:
+  BackendExecutor(std::unique_ptr<BackendModel> model, std::unique_ptr<Scheduler> scheduler)
+      : model_(std::move(model)), scheduler_(std::move(scheduler)) {}
+  ~BackendExecutor() override {
+    // The scheduler's threads use the backend model's instances: stop them first.
+    scheduler_.reset();
+    model_.reset();
+  }
+  Status Enqueue(std::unique_ptr<InferenceRequest>& request) override {
+    return scheduler_->Enqueue(request);
+  }
+  void Drain() override { scheduler_->Drain(); }
+  size_t QueueSize() const override { return scheduler_->QueueSize(); }
+
+ private:
+  std::unique_ptr<BackendModel> model_;
+  std::unique_ptr<Scheduler> scheduler_;
+};
+
+}  // namespace
 
 ModelVersion::ModelVersion(std::string name, int64_t version,
                            std::shared_ptr<const inference::ModelConfig> config,
@@ -17,26 +42,29 @@ ModelVersion::ModelVersion(std::string name, int64_t version,
       config_(std::move(config)),
       model_dir_(std::move(model_dir)) {}
 
-ModelVersion::~ModelVersion() {
-  // The scheduler's threads use the backend model's instances: stop them first.
-  scheduler_.reset();
-  backend_model_.reset();
-}
+ModelVersion::~ModelVersion() { executor_.reset(); }
+
+bool ModelVersion::IsEnsemble() const { return config_->platform() == "ensemble"; }
 
 const std::vector<std::string>* ModelVersion::Labels(const std::string& output_name) const {
   auto it = labels_.find(output_name);
   return it == labels_.end() ? nullptr : &it->second;
 }
 
-Status ModelVersion::Load(
-    const std::map<std::string, std::map<std::string, std::string>>& backend_config) {
-  const auto& cfg = *config_;
-  for (const auto& out : cfg.output()) {
+Status ModelVersion::LoadLabels() {
+  for (const auto& out : config_->output()) {
     if (out.label_filename().empty()) continue;
-    auto labels = LoadLabels(model_dir_, out.label_filename());
+    auto labels = flowserve::LoadLabels(model_dir_, out.label_filename());
     if (!labels.ok()) return labels.status();
     labels_[out.name()] = std::move(labels.value());
   }
+  return Status::Ok();
+}
+
+Status ModelVersion::Load(
+    const std::map<std::string, std::map<std::string, std::string>>& backend_config) {
+  const auto& cfg = *config_;
+  FS_RETURN_IF_ERROR(LoadLabels());
 
   auto backend = FindBackend(cfg.backend());
   if (!backend.ok()) return backend.status();
@@ -55,7 +83,7 @@ Status ModelVersion::Load(
 
   auto model = (*backend)->LoadModel(ctx);
   if (!model.ok()) return model.status();
-  backend_model_ = std::move(model.value());
+  std::unique_ptr<BackendModel> backend_model = std::move(model.value());
 
   std::vector<std::unique_ptr<BackendInstance>> instances;
   int index = 0;
@@ -65,7 +93,7 @@ Status ModelVersion::Load(
       spec.name = g.name() + "_" + std::to_string(i);
       spec.index = index++;
       spec.kind = g.kind();
-      auto inst = backend_model_->CreateInstance(spec);
+      auto inst = backend_model->CreateInstance(spec);
       if (!inst.ok()) return inst.status().WithContext("instance " + spec.name + ": ");
       instances.push_back(std::move(inst.value()));
     }
@@ -73,24 +101,34 @@ Status ModelVersion::Load(
   if (instances.empty()) {
     InstanceSpec spec;
     spec.name = name_ + "_0";
-    auto inst = backend_model_->CreateInstance(spec);
+    auto inst = backend_model->CreateInstance(spec);
     if (!inst.ok()) return inst.status();
     instances.push_back(std::move(inst.value()));
   }
-  scheduler_ = std::make_unique<Scheduler>(this, BatchingPolicyFromConfig(*this),
-                                           std::move(instances));
+  auto scheduler =
+      std::make_unique<Scheduler>(this, BatchingPolicyFromConfig(*this), std::move(instances));
+  executor_ = std::make_unique<BackendExecutor>(std::move(backend_model), std::move(scheduler));
+  return Status::Ok();
+}
+
+Status ModelVersion::LoadEnsemble(const EnsembleEnvironment& env) {
+  FS_RETURN_IF_ERROR(LoadLabels());
+  auto ensemble = EnsembleScheduler::Create(this, env);
+  if (!ensemble.ok()) return ensemble.status();
+  executor_ = std::move(ensemble.value());
   return Status::Ok();
 }
 
 Status ModelVersion::Enqueue(std::unique_ptr<InferenceRequest>& request) {
   FS_RETURN_IF_ERROR(ValidateRequest(*this, *request));
-  return scheduler_->Enqueue(request);
+  return executor_->Enqueue(request);
 }
 
 void ModelVersion::Drain() {
-  if (scheduler_) scheduler_->Drain();
+  draining_.store(true, std::memory_order_release);
+  if (executor_) executor_->Drain();
 }
 
-size_t ModelVersion::QueueSize() const { return scheduler_ ? scheduler_->QueueSize() : 0; }
+size_t ModelVersion::QueueSize() const { return executor_ ? executor_->QueueSize() : 0; }
 
 }  // namespace flowserve

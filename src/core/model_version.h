@@ -1,7 +1,7 @@
 #pragma once
-// One loaded version of one model: its config, labels, statistics and the scheduler
-// that feeds its instances. Held by shared_ptr: a request in flight keeps its model
-// version alive through an unload or a reload.
+// One loaded version of one model: its config, labels, statistics and what runs its
+// requests. Held by shared_ptr: a request in flight keeps its model version alive
+// through an unload or a reload.
 #include <atomic>
 #include <map>
 #include <memory>
@@ -17,14 +17,25 @@ class ModelConfig;
 
 namespace flowserve {
 
-class BackendModel;
-class Scheduler;
 struct InferenceRequest;
+struct EnsembleEnvironment;
+
+// Runs a loaded version's validated requests: a backend's instances behind a
+// Scheduler, or an ensemble's step graph. Backends never see the second kind.
+class ModelExecutor {
+ public:
+  virtual ~ModelExecutor() = default;
+  // Takes the request on success; leaves it with the caller on error.
+  virtual Status Enqueue(std::unique_ptr<InferenceRequest>& request) = 0;
+  // Stops accepting, returns once every accepted request has been answered.
+  virtual void Drain() = 0;
+  virtual size_t QueueSize() const = 0;
+};
 
 class ModelVersion {
  public:
-  ModelVersion(std::string name, int64_t version, std::shared_ptr<const inference::ModelConfig> config,
-               std::string model_dir);
+  ModelVersion(std::string name, int64_t version,
+               std::shared_ptr<const inference::ModelConfig> config, std::string model_dir);
   ~ModelVersion();
 
   const std::string& name() const { return name_; }
@@ -34,28 +45,36 @@ class ModelVersion {
   const std::string& model_dir() const { return model_dir_; }
   ModelStatistics& stats() { return stats_; }
   const ModelStatistics& stats() const { return stats_; }
+  bool IsEnsemble() const;
 
   // Labels of an output that has label_filename, else nullptr.
   const std::vector<std::string>* Labels(const std::string& output_name) const;
 
   // Loads labels, the backend model and its instances, and starts the scheduler.
   Status Load(const std::map<std::string, std::map<std::string, std::string>>& backend_config);
+  // Loads labels and builds the ensemble's step graph, validated against the
+  // composing models `env` finds.
+  Status LoadEnsemble(const EnsembleEnvironment& env);
   // Validates and queues a request; on error the request is returned untouched in
   // the Status path (the caller answers it).
   Status Enqueue(std::unique_ptr<InferenceRequest>& request);
   // Stops accepting, waits until queued and executing requests are answered.
   void Drain();
+  // True once Drain() began: an Enqueue refused now means "retry on the successor".
+  bool draining() const { return draining_.load(std::memory_order_acquire); }
   size_t QueueSize() const;
 
  private:
+  Status LoadLabels();
+
   std::string name_;
   int64_t version_;
   std::shared_ptr<const inference::ModelConfig> config_;
   std::string model_dir_;
   ModelStatistics stats_;
   std::map<std::string, std::vector<std::string>> labels_;
-  std::unique_ptr<BackendModel> backend_model_;
-  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<ModelExecutor> executor_;
+  std::atomic<bool> draining_{false};
 };
 
 }  // namespace flowserve

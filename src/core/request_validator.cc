@@ -50,8 +50,8 @@ Status ValidateRequest(const ModelVersion& model, InferenceRequest& request) {
     auto want = static_cast<DataType>(in->data_type());
     if (t.dtype != want) {
       return InvalidArgument("inference input '" + t.name + "' data-type is '" +
-                             std::string(DataTypeName(t.dtype)) + "', but " + where +
-                             " expects '" + std::string(DataTypeName(want)) + "'");
+                             std::string(DataTypeName(t.dtype)) + "', but " + where + " expects '" +
+                             std::string(DataTypeName(want)) + "'");
     }
     for (int64_t d : t.shape) {
       if (d < 0) {
@@ -93,8 +93,8 @@ Status ValidateRequest(const ModelVersion& model, InferenceRequest& request) {
     if (t.dtype == DataType::kBytes) {
       if (!ValidateBytesBuffer(t.data, t.byte_size, elems)) {
         return InvalidArgument("input '" + t.name + "' for " + where + " holds " +
-                               std::to_string(t.byte_size) +
-                               " bytes that do not frame exactly " + std::to_string(elems) +
+                               std::to_string(t.byte_size) + " bytes that do not frame exactly " +
+                               std::to_string(elems) +
                                " BYTES elements (4-byte length + data each)");
       }
     } else {

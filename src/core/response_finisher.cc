@@ -20,17 +20,28 @@ double ElementAsDouble(const Tensor& t, size_t i) {
     return static_cast<double>(v);
   };
   switch (t.dtype) {
-    case DataType::kBool: return rd(uint8_t{});
-    case DataType::kUint8: return rd(uint8_t{});
-    case DataType::kUint16: return rd(uint16_t{});
-    case DataType::kUint32: return rd(uint32_t{});
-    case DataType::kUint64: return rd(uint64_t{});
-    case DataType::kInt8: return rd(int8_t{});
-    case DataType::kInt16: return rd(int16_t{});
-    case DataType::kInt32: return rd(int32_t{});
-    case DataType::kInt64: return rd(int64_t{});
-    case DataType::kFp32: return rd(float{});
-    case DataType::kFp64: return rd(double{});
+    case DataType::kBool:
+      return rd(uint8_t{});
+    case DataType::kUint8:
+      return rd(uint8_t{});
+    case DataType::kUint16:
+      return rd(uint16_t{});
+    case DataType::kUint32:
+      return rd(uint32_t{});
+    case DataType::kUint64:
+      return rd(uint64_t{});
+    case DataType::kInt8:
+      return rd(int8_t{});
+    case DataType::kInt16:
+      return rd(int16_t{});
+    case DataType::kInt32:
+      return rd(int32_t{});
+    case DataType::kInt64:
+      return rd(int64_t{});
+    case DataType::kFp32:
+      return rd(float{});
+    case DataType::kFp64:
+      return rd(double{});
     case DataType::kBf16: {
       uint16_t h;
       std::memcpy(&h, p, 2);
@@ -53,7 +64,8 @@ double ElementAsDouble(const Tensor& t, size_t i) {
       }
       return sign ? -v : v;
     }
-    default: return 0;
+    default:
+      return 0;
   }
 }
 
@@ -118,8 +130,7 @@ FailureReason FinishResponse(const ModelVersion& model, const InferenceRequest& 
       return FailureReason::kBackend;
     }
     if (want.classification > 0) {
-      auto c = Classify(*t, want.classification, cfg.max_batch_size() > 0,
-                        model.Labels(want.name));
+      auto c = Classify(*t, want.classification, cfg.max_batch_size() > 0, model.Labels(want.name));
       if (!c.ok()) {
         response.status = c.status();
         response.outputs.clear();

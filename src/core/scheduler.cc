@@ -29,9 +29,7 @@ bool SameItemShapes(const InferenceRequest& a, const InferenceRequest& b) {
   return true;
 }
 
-uint64_t ArrivalNs(const InferenceRequest& r) {
-  return r.arrival_ns ? r.arrival_ns : r.enqueue_ns;
-}
+uint64_t ArrivalNs(const InferenceRequest& r) { return r.arrival_ns ? r.arrival_ns : r.enqueue_ns; }
 
 }  // namespace
 
@@ -126,9 +124,8 @@ Status Scheduler::Enqueue(std::unique_ptr<InferenceRequest>& request) {
     }
   }
   if (request) {  // the queue was full
-    std::string where = policy_.priority_levels > 0
-                            ? " at priority level " + std::to_string(level)
-                            : std::string();
+    std::string where =
+        policy_.priority_levels > 0 ? " at priority level " + std::to_string(level) : std::string();
     Reject(std::move(request),
            Unavailable("Exceeds maximum queue size: model '" + model_->name() + "' version " +
                        std::to_string(model_->version()) + " queues at most " +
@@ -263,8 +260,7 @@ bool Scheduler::NextBatch(std::unique_lock<std::mutex>& lock, Batch& batch, Batc
       const bool delay_exceeded = delay != 0 && now >= oldest + delay;
       if (best > 0 && !delay_exceeded) {
         take = best;
-      } else if (send_now || size >= max_preferred || delay == 0 || delay_exceeded ||
-                 draining_) {
+      } else if (send_now || size >= max_preferred || delay == 0 || delay_exceeded || draining_) {
         take = n;
       } else {
         wake = std::min(wake, oldest + delay);

@@ -73,8 +73,7 @@ class Scheduler {
   void WorkerLoop(BackendInstance* instance);
   // Blocks until a batch is ready or requests timed out; false when draining and
   // nothing is left. `seq` numbers batches in the order they leave the queue.
-  bool NextBatch(std::unique_lock<std::mutex>& lock, Batch& batch, Batch& expired,
-                 uint64_t& seq);
+  bool NextBatch(std::unique_lock<std::mutex>& lock, Batch& batch, Batch& expired, uint64_t& seq);
   // Moves timed-out requests out (REJECT) or to the back (DELAY); returns the
   // earliest deadline still pending (UINT64_MAX when none).
   uint64_t ExpireTimedOut(uint64_t now, Batch& expired);

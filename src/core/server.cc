@@ -4,14 +4,24 @@
 
 #include "common/logging.h"
 #include "core/model_manager.h"
+#include "core/repository_poller.h"
 
 namespace flowserve {
 
 const std::vector<std::string>& ServerExtensions() {
-  static const std::vector<std::string> kExtensions = {
-      "classification", "sequence", "model_repository", "model_repository(unload_dependents)",
-      "schedule_policy", "model_configuration", "system_shared_memory", "cuda_shared_memory",
-      "binary_tensor_data", "parameters", "statistics", "trace", "logging"};
+  static const std::vector<std::string> kExtensions = {"classification",
+                                                       "sequence",
+                                                       "model_repository",
+                                                       "model_repository(unload_dependents)",
+                                                       "schedule_policy",
+                                                       "model_configuration",
+                                                       "system_shared_memory",
+                                                       "cuda_shared_memory",
+                                                       "binary_tensor_data",
+                                                       "parameters",
+                                                       "statistics",
+                                                       "trace",
+                                                       "logging"};
   return kExtensions;
 }
 
@@ -20,6 +30,7 @@ InferenceServer::InferenceServer(const ServerOptions& options)
 
 InferenceServer::~InferenceServer() {
   stopped_ = true;
+  poller_.reset();  // no rescan may start while the models go
   manager_.reset();
 }
 
@@ -34,6 +45,15 @@ Result<std::unique_ptr<InferenceServer>> InferenceServer::Create(const ServerOpt
   }
   std::unique_ptr<InferenceServer> server(new InferenceServer(options));
   FS_RETURN_IF_ERROR(server->manager_->LoadStartupModels());
+  if (mode == "poll") {
+    if (options.repository_poll_secs > 0) {
+      ModelManager* manager = server->manager_.get();
+      server->poller_ = std::make_unique<RepositoryPoller>(options.repository_poll_secs,
+                                                           [manager] { manager->Poll(); });
+    } else {
+      FS_LOG_WARNING("--repository-poll-secs=0: the repository is not polled");
+    }
+  }
   return server;
 }
 
@@ -59,39 +79,33 @@ std::vector<ModelIndexEntry> InferenceServer::RepositoryIndex(bool ready_only) c
 
 Status InferenceServer::LoadModel(const std::string& name, const std::string& config_json) {
   if (options_.model_control_mode != "explicit") {
-    return Unavailable("explicit model load / unload is not allowed if polling is enabled or "
-                       "model control mode is none (start with --model-control-mode=explicit)");
+    return Unavailable(
+        "explicit model load / unload is not allowed if polling is enabled or "
+        "model control mode is none (start with --model-control-mode=explicit)");
   }
   return manager_->Load(name, config_json);
 }
 
-Status InferenceServer::UnloadModel(const std::string& name, bool /*unload_dependents*/) {
+Status InferenceServer::UnloadModel(const std::string& name, bool unload_dependents) {
   if (options_.model_control_mode != "explicit") {
-    return Unavailable("explicit model load / unload is not allowed if polling is enabled or "
-                       "model control mode is none (start with --model-control-mode=explicit)");
+    return Unavailable(
+        "explicit model load / unload is not allowed if polling is enabled or "
+        "model control mode is none (start with --model-control-mode=explicit)");
   }
-  return manager_->Unload(name);
+  return manager_->Unload(name, unload_dependents);
 }
 
 void InferenceServer::Infer(std::unique_ptr<InferenceRequest> request) {
   request->arrival_ns = NowNs();
-  auto fail = [&](const Status& st) {
+  if (shutting_down_.load(std::memory_order_relaxed)) {
     auto resp = std::make_unique<InferenceResponse>();
     resp->model_name = request->model_name;
     resp->model_version = request->model_version;
     resp->id = request->id;
-    resp->status = st;
+    resp->status = Unavailable("Server is shutting down: no new inference requests are accepted");
     auto cb = std::move(request->on_complete);
     request.reset();
     cb(std::move(resp));
-  };
-  if (shutting_down_.load(std::memory_order_relaxed)) {
-    fail(Unavailable("Server is shutting down: no new inference requests are accepted"));
-    return;
-  }
-  auto model = manager_->Get(request->model_name, request->model_version);
-  if (!model.ok()) {
-    fail(model.status());
     return;
   }
   // Count the request in flight until its callback ran; the wrapper is what lets a
@@ -102,11 +116,7 @@ void InferenceServer::Infer(std::unique_ptr<InferenceRequest> request) {
     cb(std::move(resp));
     in_flight_.fetch_sub(1, std::memory_order_release);
   };
-  Status st = (*model)->Enqueue(request);
-  if (!st.ok()) {
-    (*model)->stats().fail.Add(NowNs() - request->arrival_ns);
-    fail(st);
-  }
+  manager_->Dispatch(std::move(request));
 }
 
 void InferenceServer::BeginShutdown() { shutting_down_ = true; }

@@ -16,6 +16,7 @@
 namespace flowserve {
 
 class ModelManager;
+class RepositoryPoller;
 
 struct ModelIndexEntry {
   std::string name;
@@ -65,6 +66,7 @@ class InferenceServer {
 
   ServerOptions options_;
   std::unique_ptr<ModelManager> manager_;
+  std::unique_ptr<RepositoryPoller> poller_;  // poll mode only
   std::atomic<bool> shutting_down_{false};
   std::atomic<bool> stopped_{false};
   std::atomic<int64_t> in_flight_{0};

@@ -21,10 +21,14 @@ std::vector<std::unique_ptr<HistogramBuckets>> g_retired;
 
 const char* FailureReasonName(FailureReason reason) {
   switch (reason) {
-    case FailureReason::kRejected: return "REJECTED";
-    case FailureReason::kCanceled: return "CANCELED";
-    case FailureReason::kBackend: return "BACKEND";
-    default: return "OTHER";
+    case FailureReason::kRejected:
+      return "REJECTED";
+    case FailureReason::kCanceled:
+      return "CANCELED";
+    case FailureReason::kBackend:
+      return "BACKEND";
+    default:
+      return "OTHER";
   }
 }
 

@@ -98,11 +98,10 @@ class ModelStatistics {
  public:
   // Triton's inference_stats. Queue and compute are counted per successful request,
   // each request of a batch being charged the whole batch's compute time.
-  DurationStat success, queue, compute_input, compute_infer, compute_output, cache_hit,
-      cache_miss;
+  DurationStat success, queue, compute_input, compute_infer, compute_output, cache_hit, cache_miss;
   FailureStat fail;
-  std::atomic<uint64_t> inference_count{0};  // inferences (batch elements) that succeeded
-  std::atomic<uint64_t> execution_count{0};  // backend executions (batches)
+  std::atomic<uint64_t> inference_count{0};    // inferences (batch elements) that succeeded
+  std::atomic<uint64_t> execution_count{0};    // backend executions (batches)
   std::atomic<uint64_t> last_inference_ms{0};  // wall clock, ms since epoch
   // Accepted but not yet handed to an instance (Triton's pending request count).
   std::atomic<int64_t> pending_requests{0};
@@ -111,8 +110,7 @@ class ModelStatistics {
 
   void RecordSuccess(const RequestTimes& times, int64_t batch_size);
   void RecordFailure(FailureReason reason, uint64_t total_ns) { fail.Add(reason, total_ns); }
-  void RecordBatch(uint64_t batch_size, uint64_t input_ns, uint64_t infer_ns,
-                   uint64_t output_ns);
+  void RecordBatch(uint64_t batch_size, uint64_t input_ns, uint64_t infer_ns, uint64_t output_ns);
   std::vector<BatchStatSnapshot> BatchStats() const;
 
  private:

@@ -37,10 +37,10 @@ struct Flags {
 };
 
 // Flags that tritonserver has and that mean nothing without GPUs or plug-in backends.
-const char* kCpuOnlyFlags[] = {"--backend-directory", "--pinned-memory-pool-byte-size",
-                               "--cuda-memory-pool-byte-size",
-                               "--min-supported-compute-capability",
-                               "--buffer-manager-thread-count", "--allow-gpu-metrics"};
+const char* kCpuOnlyFlags[] = {
+    "--backend-directory",           "--pinned-memory-pool-byte-size",
+    "--cuda-memory-pool-byte-size",  "--min-supported-compute-capability",
+    "--buffer-manager-thread-count", "--allow-gpu-metrics"};
 
 int ParseFlags(int argc, char** argv, Flags& f, CLI::App& app) {
   app.set_version_flag("--version", std::string(kServerName) + " " + kServerVersion);
@@ -50,7 +50,8 @@ int ParseFlags(int argc, char** argv, Flags& f, CLI::App& app) {
                  "Model repository path (repeatable)");
   app.add_option("--model-control-mode", s.model_control_mode, "none | poll | explicit")
       ->check(CLI::IsMember({"none", "poll", "explicit"}));
-  app.add_option("--load-model", s.startup_models, "Model to load at start in explicit mode; * = all");
+  app.add_option("--load-model", s.startup_models,
+                 "Model to load at start in explicit mode; * = all");
   app.add_option("--repository-poll-secs", s.repository_poll_secs)->check(CLI::NonNegativeNumber);
   app.add_option("--strict-readiness", s.strict_readiness);
   app.add_option("--exit-on-error", s.exit_on_error);

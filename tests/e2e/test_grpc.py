@@ -3,7 +3,6 @@
 Stubs are generated from our own proto/ at test time (grpc_stubs.py); models are
 identity models, so every answer is predictable.
 """
-import concurrent.futures
 import json
 import queue
 import struct
@@ -17,26 +16,17 @@ import pytest
 import requests
 
 import grpc_stubs
+from cases import DATATYPES, MODEL_ERROR_CASES
 from harness import BIN, Server, free_port, identity_config, write_model
 
 pb2, pb2_grpc = grpc_stubs.load()
 
-# wire name -> (config type, numpy dtype or None for BF16, typed contents field or None)
-DTYPES = {
-    "BOOL": ("TYPE_BOOL", np.bool_, "bool_contents"),
-    "UINT8": ("TYPE_UINT8", np.uint8, "uint_contents"),
-    "UINT16": ("TYPE_UINT16", np.uint16, "uint_contents"),
-    "UINT32": ("TYPE_UINT32", np.uint32, "uint_contents"),
-    "UINT64": ("TYPE_UINT64", np.uint64, "uint64_contents"),
-    "INT8": ("TYPE_INT8", np.int8, "int_contents"),
-    "INT16": ("TYPE_INT16", np.int16, "int_contents"),
-    "INT32": ("TYPE_INT32", np.int32, "int_contents"),
-    "INT64": ("TYPE_INT64", np.int64, "int64_contents"),
-    "FP16": ("TYPE_FP16", np.float16, None),
-    "FP32": ("TYPE_FP32", np.float32, "fp32_contents"),
-    "FP64": ("TYPE_FP64", np.float64, "fp64_contents"),
-    "BYTES": ("TYPE_STRING", np.object_, "bytes_contents"),
-    "BF16": ("TYPE_BF16", None, None),
+# Where typed (non-raw) contents carry each datatype; FP16 and BF16 have no typed field.
+TYPED_FIELD = {
+    "BOOL": "bool_contents", "UINT8": "uint_contents", "UINT16": "uint_contents",
+    "UINT32": "uint_contents", "UINT64": "uint64_contents", "INT8": "int_contents",
+    "INT16": "int_contents", "INT32": "int_contents", "INT64": "int64_contents",
+    "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
 }
 
 BIG = 64 * 1024 * 1024
@@ -61,10 +51,11 @@ output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] label_filename: "lab
 
 
 def build_repo(repo):
-    for wire, (cfg, _, _) in DTYPES.items():
-        write_model(repo, f"id_{wire.lower()}", identity_config(f"id_{wire.lower()}", dtype=cfg))
+    for d in DATATYPES:
+        write_model(repo, d.model, identity_config(d.model, dtype=d.config))
     write_model(repo, "fixed", identity_config("fixed", dims="[ 2, 3 ]"))
-    write_model(repo, "batched", identity_config("batched", dims="[ 3 ]", max_batch_size=8),
+    write_model(repo, "batched", identity_config("batched", dims="[ 4 ]", max_batch_size=8,
+                                                 extra="version_policy: { all { } }"),
                 versions=(1, 2))
     write_model(repo, "slow", model_with_params("slow", execute_delay_ms=400))
     write_model(repo, "labelled", LABELLED, files={"labels.txt": "a\nb\nc\nd\n"})
@@ -103,7 +94,7 @@ def deserialize_bytes(raw):
     return out
 
 
-def make_input(name, datatype, shape, raw=None, **contents):
+def make_input(name, datatype, shape, **contents):
     t = pb2.ModelInferRequest.InferInputTensor(name=name, datatype=datatype, shape=list(shape))
     for field, values in contents.items():
         getattr(t.contents, field).extend(values)
@@ -169,8 +160,11 @@ def test_model_metadata(stub):
     assert md.name == "batched"
     assert list(md.versions) == ["1", "2"]
     assert md.platform == "identity"
-    assert [(t.name, t.datatype, list(t.shape)) for t in md.inputs] == [("INPUT0", "FP32", [-1, 3])]
-    assert [(t.name, t.datatype, list(t.shape)) for t in md.outputs] == [("OUTPUT0", "FP32", [-1, 3])]
+    def tensors(ts):
+        return [(t.name, t.datatype, list(t.shape)) for t in ts]
+
+    assert tensors(md.inputs) == [("INPUT0", "FP32", [-1, 4])]
+    assert tensors(md.outputs) == [("OUTPUT0", "FP32", [-1, 4])]
     md = stub.ModelMetadata(pb2.ModelMetadataRequest(name="id_bytes"))
     assert md.inputs[0].datatype == "BYTES" and list(md.inputs[0].shape) == [-1]
     expect_error(lambda: stub.ModelMetadata(pb2.ModelMetadataRequest(name="nope")),
@@ -180,7 +174,7 @@ def test_model_metadata(stub):
 def test_model_config(stub):
     cfg = stub.ModelConfig(pb2.ModelConfigRequest(name="batched")).config
     assert cfg.name == "batched" and cfg.backend == "identity" and cfg.max_batch_size == 8
-    assert cfg.input[0].name == "INPUT0" and list(cfg.input[0].dims) == [3]
+    assert cfg.input[0].name == "INPUT0" and list(cfg.input[0].dims) == [4]
     assert cfg.input[0].data_type == 11  # TYPE_FP32
     cfg = stub.ModelConfig(pb2.ModelConfigRequest(name="labelled", version="1")).config
     assert cfg.output[0].label_filename == "labels.txt"
@@ -259,51 +253,32 @@ def test_load_with_config_override(stub):
 
 # ---- inference: datatypes -----------------------------------------------------------------
 
-def sample(wire):
-    _, np_dtype, _ = DTYPES[wire]
-    if wire == "BYTES":
-        return np.array([b"", b"a", "\u00e9t\u00e9".encode(), b"\x00\xff" * 3], dtype=np.object_)
-    if wire == "BOOL":
-        return np.array([True, False, True, True])
-    if np_dtype is None:
-        return None
-    info = np.iinfo(np_dtype) if np.issubdtype(np_dtype, np.integer) else None
-    if info is not None:
-        return np.array([info.min, 0, 1, info.max], dtype=np_dtype)
-    return np.array([-1.5, 0.0, 3.25, 65504.0 if wire == "FP16" else 1e30], dtype=np_dtype)
+def raw_bytes(d, arr):
+    return serialize_bytes(list(arr)) if d.wire == "BYTES" else arr.tobytes()
 
 
-@pytest.mark.parametrize("wire", list(DTYPES))
-def test_every_datatype_raw(stub, wire):
-    model = f"id_{wire.lower()}"
-    arr = sample(wire)
-    if wire == "BYTES":
-        raw = serialize_bytes(list(arr))
-        resp = stub.ModelInfer(infer_request(model, raw=raw, datatype=wire, typed=None,
-                                             arr=np.empty(len(arr))))
-        assert deserialize_bytes(resp.raw_output_contents[0]) == list(arr)
-    elif wire == "BF16":
-        raw = struct.pack("<5H", 0x3F80, 0xC000, 0x0000, 0x7F80, 0x4049)  # 1, -2, 0, inf, 3.14
-        resp = stub.ModelInfer(infer_request(model, raw=raw, datatype=wire,
-                                             arr=np.empty(5)))
-        assert resp.raw_output_contents[0] == raw
-    else:
-        resp = stub.ModelInfer(infer_request(model, arr, wire))
-        assert np.array_equal(output_array(resp, np_dtype=arr.dtype), arr)
+@pytest.mark.parametrize("d", DATATYPES, ids=repr)
+def test_every_datatype_raw(stub, d):
+    arr = d.array()
+    raw = raw_bytes(d, arr)
+    resp = stub.ModelInfer(infer_request(d.model, arr, d.wire, raw=raw))
     out = resp.outputs[0]
-    assert (out.name, out.datatype) == ("OUTPUT0", wire)
-    assert list(out.shape) == [len(arr) if arr is not None else 5]
-    assert resp.model_name == model and resp.model_version == "1"
+    assert (out.name, out.datatype, list(out.shape)) == ("OUTPUT0", d.wire, [len(arr)])
+    assert resp.model_name == d.model and resp.model_version == "1"
+    if d.wire == "BYTES":
+        assert deserialize_bytes(resp.raw_output_contents[0]) == list(arr)
+    else:
+        assert resp.raw_output_contents[0] == raw
+        assert np.array_equal(output_array(resp, np_dtype=arr.dtype), arr)
 
 
-@pytest.mark.parametrize("wire", [w for w, (_, _, f) in DTYPES.items() if f])
-def test_every_datatype_typed_contents(stub, wire):
-    _, np_dtype, field = DTYPES[wire]
-    arr = sample(wire)
-    values = list(arr) if wire == "BYTES" else arr.tolist()
-    resp = stub.ModelInfer(infer_request(f"id_{wire.lower()}", datatype=wire,
-                                         typed=(field, values)))
-    if wire == "BYTES":
+@pytest.mark.parametrize("d", [d for d in DATATYPES if d.wire in TYPED_FIELD], ids=repr)
+def test_every_datatype_typed_contents(stub, d):
+    arr = d.array()
+    values = list(arr) if d.wire == "BYTES" else arr.tolist()
+    resp = stub.ModelInfer(infer_request(d.model, datatype=d.wire,
+                                         typed=(TYPED_FIELD[d.wire], values)))
+    if d.wire == "BYTES":
         assert deserialize_bytes(resp.raw_output_contents[0]) == values
     else:
         assert np.array_equal(output_array(resp, np_dtype=arr.dtype), arr)
@@ -322,11 +297,11 @@ def test_narrow_typed_value_out_of_range(stub):
 
 
 def test_batched_multidim_and_versions(stub):
-    arr = np.arange(12, dtype=np.float32).reshape(4, 3)
+    arr = np.arange(12, dtype=np.float32).reshape(3, 4)
     for version in ("", "1", "2"):
         resp = stub.ModelInfer(infer_request("batched", arr, version=version))
-        assert list(resp.outputs[0].shape) == [4, 3]
-        assert np.array_equal(output_array(resp).reshape(4, 3), arr)
+        assert list(resp.outputs[0].shape) == [3, 4]
+        assert np.array_equal(output_array(resp).reshape(3, 4), arr)
         assert resp.model_version == (version or "2")
 
 
@@ -372,21 +347,30 @@ def http_error(server, model, body):
     return r.status_code, r.json().get("error", "")
 
 
-def test_unknown_model_matches_http(server, stub):
-    details = expect_error(lambda: stub.ModelInfer(infer_request("ghost", np.ones(1, np.float32))),
-                           grpc.StatusCode.NOT_FOUND, "ghost")
-    status, message = http_error(server, "ghost", {"inputs": [
-        {"name": "INPUT0", "datatype": "FP32", "shape": [1], "data": [1.0]}]})
-    assert status == 404 and message == details
+GRPC_CODE = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND}
+NP = {d.wire: d.np_dtype for d in DATATYPES}
 
 
-def test_wrong_datatype_matches_http(server, stub):
-    req = infer_request("id_fp32", np.ones(2, np.int32), "INT32")
-    details = expect_error(lambda: stub.ModelInfer(req), grpc.StatusCode.INVALID_ARGUMENT,
-                           "INPUT0")
-    status, message = http_error(server, "id_fp32", {"inputs": [
-        {"name": "INPUT0", "datatype": "INT32", "shape": [2], "data": [1, 1]}]})
-    assert status == 400 and message == details
+@pytest.mark.parametrize("case", MODEL_ERROR_CASES, ids=lambda c: c["id"])
+def test_model_error_cases_match_http(server, stub, case):
+    req = pb2.ModelInferRequest(model_name=case["model"])
+    body = {"inputs": []}
+    for name, wire, shape, data in case["inputs"]:
+        req.inputs.append(make_input(name, wire, shape))
+        req.raw_input_contents.append(np.array(data, dtype=NP[wire]).tobytes())
+        body["inputs"].append({"name": name, "datatype": wire, "shape": shape, "data": data})
+    for name in case.get("outputs", []):
+        req.outputs.append(pb2.ModelInferRequest.InferRequestedOutputTensor(name=name))
+    body["outputs"] = [{"name": n} for n in case.get("outputs", [])] or None
+    if body["outputs"] is None:
+        del body["outputs"]
+    with pytest.raises(grpc.RpcError) as e:
+        stub.ModelInfer(req)
+    assert e.value.code() in {GRPC_CODE[c] for c in case["status"]}, e.value.details()
+    for fragment in case["contains"]:
+        assert fragment in e.value.details()
+    status, message = http_error(server, case["model"], body)
+    assert GRPC_CODE[status] == e.value.code() and message == e.value.details()
 
 
 def test_wrong_shape_and_sizes(stub):
@@ -408,12 +392,6 @@ def test_malformed_requests(stub):
                  "raw_input_contents")
     bad_type = infer_request("id_fp32", np.ones(1, np.float32), "FLOAT32")
     expect_error(lambda: stub.ModelInfer(bad_type), grpc.StatusCode.INVALID_ARGUMENT, "FLOAT32")
-    extra = infer_request("id_fp32", np.ones(1, np.float32))
-    extra.inputs.append(make_input("OTHER", "FP32", [1]))
-    extra.raw_input_contents.append(b"\0\0\0\0")
-    expect_error(lambda: stub.ModelInfer(extra), grpc.StatusCode.INVALID_ARGUMENT, "OTHER")
-    expect_error(lambda: stub.ModelInfer(pb2.ModelInferRequest(model_name="id_fp32")),
-                 grpc.StatusCode.INVALID_ARGUMENT, "INPUT0")
     bad_version = infer_request("id_fp32", np.ones(1, np.float32), version="v1")
     expect_error(lambda: stub.ModelInfer(bad_version), grpc.StatusCode.INVALID_ARGUMENT)
     missing_version = infer_request("id_fp32", np.ones(1, np.float32), version="9")
@@ -440,9 +418,11 @@ def test_shared_memory_rpcs_unimplemented(stub):
 # ---- concurrency and streaming --------------------------------------------------------------
 
 def test_many_concurrent_unary_calls(stub):
-    futures = [(i, stub.ModelInfer.future(infer_request("id_int64", np.full(8, i, np.int64),
-                                                          id=str(i))))
-               for i in range(64)]
+    def call(i):
+        req = infer_request("id_int64", np.full(8, i, np.int64), "INT64", id=str(i))
+        return stub.ModelInfer.future(req)
+
+    futures = [(i, call(i)) for i in range(64)]
     for i, f in futures:
         resp = f.result(timeout=30)
         assert resp.id == str(i)
@@ -455,13 +435,17 @@ class Stream:
     def __init__(self, stub):
         self.requests = queue.Queue()
         self.responses = []
+        self.error = None
         self.call = stub.ModelStreamInfer(iter(self.requests.get, None))
         self.reader = threading.Thread(target=self._read)
         self.reader.start()
 
     def _read(self):
-        for r in self.call:
-            self.responses.append(r)
+        try:
+            for r in self.call:
+                self.responses.append(r)
+        except grpc.RpcError as e:  # the call ended abnormally; tests look at .error
+            self.error = e
 
     def send(self, req):
         self.requests.put(req)
@@ -470,6 +454,7 @@ class Stream:
         self.requests.put(None)
         self.reader.join(timeout)
         assert not self.reader.is_alive()
+        assert self.error is None, self.error
         return self.responses
 
 
@@ -495,12 +480,16 @@ def test_stream_interleaved_models_and_errors(stub):
         elif i % 10 == 8:
             s.send(infer_request("id_fp32", np.ones(2, np.int32), "INT32", id=f"e{i}"))
             expected[f"e{i}"] = None
+        elif i % 10 == 9:  # refused by the frontend itself, before the core sees it
+            s.send(infer_request("id_fp32", np.ones(2, np.float32), id=f"e{i}",
+                                 params={"priority": "urgent"}))
+            expected[f"e{i}"] = None
         elif i % 2:
             s.send(infer_request("id_int32", np.array([i, -i], np.int32), "INT32", id=f"r{i}"))
             expected[f"r{i}"] = (np.int32, [i, -i])
         else:
-            s.send(infer_request("batched", np.full((1, 3), i, np.float32), id=f"r{i}"))
-            expected[f"r{i}"] = (np.float32, [i] * 3)
+            s.send(infer_request("batched", np.full((1, 4), i, np.float32), id=f"r{i}"))
+            expected[f"r{i}"] = (np.float32, [i] * 4)
     responses = s.close()
     assert sorted(r.infer_response.id for r in responses) == sorted(expected)
     for r in responses:
@@ -510,8 +499,8 @@ def test_stream_interleaved_models_and_errors(stub):
         else:
             assert r.error_message == ""
             assert output_array(r.infer_response, np_dtype=want[0]).tolist() == want[1]
-    ghost = next(r for r in responses if r.infer_response.id == "e7")
-    assert "ghost" in ghost.error_message
+    errors = {r.infer_response.id: r.error_message for r in responses if r.error_message}
+    assert "ghost" in errors["e7"] and "INT32" in errors["e8"] and "priority" in errors["e9"]
 
 
 def test_stream_empty_final_response_flag(stub):
@@ -582,7 +571,8 @@ def test_log_settings(stub):
 def make_cert(tmp_path):
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
     return key, cert
 
@@ -604,6 +594,7 @@ def test_tls(tmp_path):
     args = ["--grpc-use-ssl=true", f"--grpc-server-cert={cert}", f"--grpc-server-key={key}"]
     with Server(repo, args, wait="ready") as s:
         secure, channel = tls_stub(s, cert)
+        grpc.channel_ready_future(channel).result(timeout=10)
         assert secure.ServerLive(pb2.ServerLiveRequest(), timeout=10).live
         resp = secure.ModelInfer(infer_request("m", np.array([3.0], np.float32)), timeout=10)
         assert output_array(resp).tolist() == [3.0]
@@ -621,12 +612,32 @@ def test_tls_mutual(tmp_path):
             f"--grpc-server-key={key}", f"--grpc-root-cert={cert}"]
     with Server(repo, args, wait="ready") as s:
         with_cert, c1 = tls_stub(s, cert, (key, cert))
+        grpc.channel_ready_future(c1).result(timeout=10)
         assert with_cert.ServerLive(pb2.ServerLiveRequest(), timeout=10).live
         without, c2 = tls_stub(s, cert)
         expect_error(lambda: without.ServerLive(pb2.ServerLiveRequest(), timeout=5),
                      grpc.StatusCode.UNAVAILABLE)
         c1.close()
         c2.close()
+
+
+def test_transport_flags(tmp_path):
+    repo = tmp_path / "repo"
+    write_model(repo, "m", identity_config("m", dtype="TYPE_INT32"))
+    args = ["--grpc-infer-allocation-pool-size=0", "--grpc-keepalive-time=1000",
+            "--grpc-keepalive-timeout=500", "--grpc-keepalive-permit-without-calls=true",
+            "--grpc-http2-max-pings-without-data=0", "--grpc-http2-max-ping-strikes=0",
+            "--grpc-http2-min-recv-ping-interval-without-data=500"]
+    with Server(repo, args, wait="ready") as s:
+        channel = grpc.insecure_channel(s.grpc_url, options=[("grpc.keepalive_time_ms", 1000)])
+        grpc.channel_ready_future(channel).result(timeout=10)
+        stub = pb2_grpc.GRPCInferenceServiceStub(channel)
+        for i in range(20):  # no pool: every call allocates and frees its messages
+            resp = stub.ModelInfer(infer_request("m", np.array([i, i], np.int32), "INT32"))
+            assert output_array(resp, np_dtype=np.int32).tolist() == [i, i]
+        time.sleep(1.5)  # idle pings within the permitted rate keep the connection
+        assert stub.ServerLive(pb2.ServerLiveRequest(), timeout=5).live
+        channel.close()
 
 
 def run_with_grpc_args(repo, grpc_args):
@@ -647,3 +658,25 @@ def test_port_in_use_fails_start(server, tmp_path):
                                             f"--grpc-port={server.grpc_port}"])
     assert rc != 0
     assert str(server.grpc_port) in out
+
+
+def test_sigterm_finishes_inflight_calls_and_exits(tmp_path):
+    repo = tmp_path / "repo"
+    write_model(repo, "slow", model_with_params("slow", execute_delay_ms=500))
+    s = Server(repo, wait="ready")
+    try:
+        channel = grpc.insecure_channel(s.grpc_url)
+        grpc.channel_ready_future(channel).result(timeout=10)
+        stub = pb2_grpc.GRPCInferenceServiceStub(channel)
+        pending = stub.ModelInfer.future(infer_request("slow", np.array([5.0], np.float32)))
+        idle_stream = Stream(stub)  # open and silent: must not hold the exit up for long
+        time.sleep(0.1)
+        start = time.time()
+        assert s.stop(timeout=20) == 0, s.log()
+        assert time.time() - start < 10
+        assert output_array(pending.result(timeout=5)).tolist() == [5.0]
+        idle_stream.reader.join(5)
+        assert not idle_stream.reader.is_alive()
+        assert idle_stream.error is not None  # cancelled by the shutdown, not left hanging
+    finally:
+        s.stop()

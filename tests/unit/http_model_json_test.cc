@@ -113,8 +113,8 @@ TEST(HttpModelJson, RepositoryIndex) {
 }
 
 TEST(HttpModelJson, RequestBodies) {
-  EXPECT_FALSE(*ParseIndexReadyOnly(""));
-  EXPECT_TRUE(*ParseIndexReadyOnly(R"({"ready": true})"));
+  EXPECT_FALSE(ParseIndexReadyOnly("").value());
+  EXPECT_TRUE(ParseIndexReadyOnly(R"({"ready": true})").value());
   EXPECT_FALSE(ParseIndexReadyOnly(R"({"ready": 1})").ok());
   EXPECT_FALSE(ParseIndexReadyOnly("{").ok());
   EXPECT_EQ(ParseLoadRequest("")->config_json, "");
@@ -122,8 +122,8 @@ TEST(HttpModelJson, RequestBodies) {
             "{\"a\":1}");
   EXPECT_FALSE(ParseLoadRequest(R"({"parameters":{"config":{}}})").ok());
   EXPECT_FALSE(ParseLoadRequest(R"({"parameters":{"file:1/model.pt":"AAAA"}})").ok());
-  EXPECT_TRUE(*ParseUnloadDependents(R"({"parameters":{"unload_dependents":true}})"));
-  EXPECT_FALSE(*ParseUnloadDependents("{}"));
+  EXPECT_TRUE(ParseUnloadDependents(R"({"parameters":{"unload_dependents":true}})").value());
+  EXPECT_FALSE(ParseUnloadDependents("{}").value());
   EXPECT_FALSE(ParseUnloadDependents(R"({"parameters":{"unload_dependents":"yes"}})").ok());
 }
 

@@ -31,10 +31,10 @@ class IdentityInstance : public BackendInstance {
         out.name = config_->output(i).name();
         out.dtype = static_cast<DataType>(config_->output(i).data_type());
         if (out.dtype != in->dtype) {
-          resp.status = InvalidArgument(
-              "identity model '" + config_->name() + "': output '" + out.name + "' is " +
-              std::string(DataTypeName(out.dtype)) + " but input '" + in->name + "' is " +
-              std::string(DataTypeName(in->dtype)));
+          resp.status =
+              InvalidArgument("identity model '" + config_->name() + "': output '" + out.name +
+                              "' is " + std::string(DataTypeName(out.dtype)) + " but input '" +
+                              in->name + "' is " + std::string(DataTypeName(in->dtype)));
           resp.outputs.clear();
           break;
         }
@@ -73,7 +73,8 @@ class IdentityBackend : public Backend {
       if (v.empty() || *end != '\0' || d < 0 || d > 600000) {
         return InvalidArgument("model '" + ctx.model_name +
                                "': parameter execute_delay_ms must be an integer in [0, 600000], "
-                               "got '" + v + "'");
+                               "got '" +
+                               v + "'");
       }
       delay_ms = static_cast<int>(d);
     }

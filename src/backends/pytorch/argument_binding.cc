@@ -72,7 +72,8 @@ Status BindInputs(const std::vector<std::string>& inputs, const Signature& sig, 
     int a = b.input_argument[i];
     if (a >= static_cast<int>(args.size())) {
       return InvalidArgument("input '" + inputs[i] + "' names argument " + std::to_string(a) +
-                             " but forward takes " + std::to_string(args.size()) + " arguments");
+                             " but forward takes " + std::to_string(args.size()) +
+                             (args.size() == 1 ? " argument" : " arguments"));
     }
     if (!args[a].is_tensor) {
       return InvalidArgument("input '" + inputs[i] + "' binds to argument '" + args[a].name +

@@ -43,9 +43,9 @@ Result<std::shared_ptr<grpc::ServerCredentials>> Credentials(const GrpcOptions& 
   } else if (o.ssl_client_auth) {
     return InvalidArgument("--grpc-use-ssl-mutual needs --grpc-root-cert to verify clients");
   }
-  ssl.client_certificate_request =
-      o.ssl_client_auth ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
-                        : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE;
+  ssl.client_certificate_request = o.ssl_client_auth
+                                       ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                                       : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE;
   return grpc::SslServerCredentials(ssl);
 }
 

@@ -19,7 +19,7 @@ struct GrpcOptions {
   int max_message_bytes = INT32_MAX;
   bool use_ssl = false;
   std::string server_cert, server_key, root_cert;  // PEM file paths
-  bool ssl_client_auth = false;                     // require and verify client certs
+  bool ssl_client_auth = false;                    // require and verify client certs
   int keepalive_time_ms = 7200000, keepalive_timeout_ms = 20000;
   bool keepalive_permit_without_calls = false;
   int http2_max_pings_without_data = 2;
@@ -38,9 +38,8 @@ class GrpcServer {
   // call in the core still gets its answer before this returns. Idempotent.
   void Stop();
 
-  struct Impl;
-
  private:
+  struct Impl;
   explicit GrpcServer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -66,22 +66,30 @@ Status ApplyRequestParameter(const std::string& key, const InferParameter& p,
   }
   if (key == kEmptyFinalResponse) return Status::Ok();
   switch (p.parameter_choice_case()) {
-    case InferParameter::kBoolParam: out->parameters[key] = p.bool_param(); break;
-    case InferParameter::kInt64Param: out->parameters[key] = p.int64_param(); break;
+    case InferParameter::kBoolParam:
+      out->parameters[key] = p.bool_param();
+      break;
+    case InferParameter::kInt64Param:
+      out->parameters[key] = p.int64_param();
+      break;
     case InferParameter::kUint64Param:
       out->parameters[key] = static_cast<int64_t>(p.uint64_param());
       break;
-    case InferParameter::kDoubleParam: out->parameters[key] = p.double_param(); break;
-    case InferParameter::kStringParam: out->parameters[key] = p.string_param(); break;
-    default: return InvalidArgument("parameter '" + key + "' has no value");
+    case InferParameter::kDoubleParam:
+      out->parameters[key] = p.double_param();
+      break;
+    case InferParameter::kStringParam:
+      out->parameters[key] = p.string_param();
+      break;
+    default:
+      return InvalidArgument("parameter '" + key + "' has no value");
   }
   return Status::Ok();
 }
 
 // Same width as the core's layout: the tensor points into the message.
 template <typename T>
-void ViewField(const Repeated<T>& field, const std::shared_ptr<const void>& owner,
-               Tensor& t) {
+void ViewField(const Repeated<T>& field, const std::shared_ptr<const void>& owner, Tensor& t) {
   t.data = reinterpret_cast<const char*>(field.data());
   t.byte_size = static_cast<size_t>(field.size()) * sizeof(T);
   t.owner = owner;
@@ -119,19 +127,28 @@ void PackBytes(const google::protobuf::RepeatedPtrField<std::string>& field, Ten
 // Number of elements in the contents field that carries `dtype`; -1 when none does.
 int64_t TypedCount(const InferTensorContents& c, DataType dtype) {
   switch (dtype) {
-    case DataType::kBool: return c.bool_contents_size();
+    case DataType::kBool:
+      return c.bool_contents_size();
     case DataType::kInt8:
     case DataType::kInt16:
-    case DataType::kInt32: return c.int_contents_size();
-    case DataType::kInt64: return c.int64_contents_size();
+    case DataType::kInt32:
+      return c.int_contents_size();
+    case DataType::kInt64:
+      return c.int64_contents_size();
     case DataType::kUint8:
     case DataType::kUint16:
-    case DataType::kUint32: return c.uint_contents_size();
-    case DataType::kUint64: return c.uint64_contents_size();
-    case DataType::kFp32: return c.fp32_contents_size();
-    case DataType::kFp64: return c.fp64_contents_size();
-    case DataType::kBytes: return c.bytes_contents_size();
-    default: return -1;
+    case DataType::kUint32:
+      return c.uint_contents_size();
+    case DataType::kUint64:
+      return c.uint64_contents_size();
+    case DataType::kFp32:
+      return c.fp32_contents_size();
+    case DataType::kFp64:
+      return c.fp64_contents_size();
+    case DataType::kBytes:
+      return c.bytes_contents_size();
+    default:
+      return -1;
   }
 }
 
@@ -149,18 +166,37 @@ Status FromTypedContents(const ModelInferRequest::InferInputTensor& in,
       static_assert(sizeof(bool) == 1, "BOOL tensors are one byte per element");
       ViewField(c.bool_contents(), owner, t);
       return Status::Ok();
-    case DataType::kInt8: return NarrowField<int8_t>(c.int_contents(), in.name(), t);
-    case DataType::kInt16: return NarrowField<int16_t>(c.int_contents(), in.name(), t);
-    case DataType::kInt32: ViewField(c.int_contents(), owner, t); return Status::Ok();
-    case DataType::kInt64: ViewField(c.int64_contents(), owner, t); return Status::Ok();
-    case DataType::kUint8: return NarrowField<uint8_t>(c.uint_contents(), in.name(), t);
-    case DataType::kUint16: return NarrowField<uint16_t>(c.uint_contents(), in.name(), t);
-    case DataType::kUint32: ViewField(c.uint_contents(), owner, t); return Status::Ok();
-    case DataType::kUint64: ViewField(c.uint64_contents(), owner, t); return Status::Ok();
-    case DataType::kFp32: ViewField(c.fp32_contents(), owner, t); return Status::Ok();
-    case DataType::kFp64: ViewField(c.fp64_contents(), owner, t); return Status::Ok();
-    case DataType::kBytes: PackBytes(c.bytes_contents(), t); return Status::Ok();
-    default: return Internal("unhandled datatype");
+    case DataType::kInt8:
+      return NarrowField<int8_t>(c.int_contents(), in.name(), t);
+    case DataType::kInt16:
+      return NarrowField<int16_t>(c.int_contents(), in.name(), t);
+    case DataType::kInt32:
+      ViewField(c.int_contents(), owner, t);
+      return Status::Ok();
+    case DataType::kInt64:
+      ViewField(c.int64_contents(), owner, t);
+      return Status::Ok();
+    case DataType::kUint8:
+      return NarrowField<uint8_t>(c.uint_contents(), in.name(), t);
+    case DataType::kUint16:
+      return NarrowField<uint16_t>(c.uint_contents(), in.name(), t);
+    case DataType::kUint32:
+      ViewField(c.uint_contents(), owner, t);
+      return Status::Ok();
+    case DataType::kUint64:
+      ViewField(c.uint64_contents(), owner, t);
+      return Status::Ok();
+    case DataType::kFp32:
+      ViewField(c.fp32_contents(), owner, t);
+      return Status::Ok();
+    case DataType::kFp64:
+      ViewField(c.fp64_contents(), owner, t);
+      return Status::Ok();
+    case DataType::kBytes:
+      PackBytes(c.bytes_contents(), t);
+      return Status::Ok();
+    default:
+      return Internal("unhandled datatype");
   }
 }
 
@@ -184,8 +220,7 @@ Status ToInferenceRequest(const ModelInferRequest& msg, const std::shared_ptr<co
   const int raw_count = msg.raw_input_contents_size();
   if (raw_count != 0 && raw_count != msg.inputs_size()) {
     return InvalidArgument("expected " + std::to_string(msg.inputs_size()) +
-                           " raw_input_contents (one per input), got " +
-                           std::to_string(raw_count));
+                           " raw_input_contents (one per input), got " + std::to_string(raw_count));
   }
   out->inputs.reserve(msg.inputs_size());
   for (int i = 0; i < msg.inputs_size(); ++i) {
@@ -197,8 +232,7 @@ Status ToInferenceRequest(const ModelInferRequest& msg, const std::shared_ptr<co
     t.name = in.name();
     t.dtype = DataTypeFromName(in.datatype());
     if (t.dtype == DataType::kInvalid) {
-      return InvalidArgument("input '" + in.name() + "': invalid datatype '" + in.datatype() +
-                             "'");
+      return InvalidArgument("input '" + in.name() + "': invalid datatype '" + in.datatype() + "'");
     }
     t.shape.assign(in.shape().begin(), in.shape().end());
     if (raw_count != 0) {
@@ -234,8 +268,7 @@ Status ToInferenceRequest(const ModelInferRequest& msg, const std::shared_ptr<co
   return Status::Ok();
 }
 
-void ToModelInferResponse(const InferenceResponse& response,
-                          inference::ModelInferResponse* out) {
+void ToModelInferResponse(const InferenceResponse& response, inference::ModelInferResponse* out) {
   out->set_model_name(response.model_name);
   out->set_model_version(std::to_string(response.model_version));
   out->set_id(response.id);

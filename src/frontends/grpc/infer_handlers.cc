@@ -183,13 +183,13 @@ class StreamInferReactor
     }
     refs_.fetch_add(1, std::memory_order_relaxed);
     request->on_complete = [this, final_flag, id = msg->id(), model = msg->model_name(),
-                            version = msg->model_version()](
-                               std::unique_ptr<InferenceResponse> r) {
+                            version = msg->model_version()](std::unique_ptr<InferenceResponse> r) {
       auto out = std::make_unique<ModelStreamInferResponse>();
       if (r->status.ok()) {
         ModelInferResponse* infer = out->mutable_infer_response();
         ToModelInferResponse(*r, infer);
-        if (final_flag) (*infer->mutable_parameters())["triton_final_response"].set_bool_param(true);
+        if (final_flag)
+          (*infer->mutable_parameters())["triton_final_response"].set_bool_param(true);
       } else {
         FillError(out.get(), r->status, id, model, version);
       }

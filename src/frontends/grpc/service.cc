@@ -73,8 +73,7 @@ std::vector<std::shared_ptr<ModelVersion>> VersionsOf(const InferenceServer& ser
   return out;
 }
 
-Result<std::shared_ptr<ModelVersion>> Lookup(const InferenceServer& server,
-                                             const std::string& name,
+Result<std::shared_ptr<ModelVersion>> Lookup(const InferenceServer& server, const std::string& name,
                                              const std::string& version) {
   auto v = ParseModelVersion(version);
   if (!v.ok()) return v.status();
@@ -265,8 +264,9 @@ grpc::ServerUnaryReactor* Service::RepositoryModelUnload(Ctx* ctx,
 
 // ---- shared memory (not yet) --------------------------------------------------------
 
-grpc::ServerUnaryReactor* Service::SystemSharedMemoryStatus(
-    Ctx* ctx, const SystemSharedMemoryStatusRequest*, SystemSharedMemoryStatusResponse*) {
+grpc::ServerUnaryReactor* Service::SystemSharedMemoryStatus(Ctx* ctx,
+                                                            const SystemSharedMemoryStatusRequest*,
+                                                            SystemSharedMemoryStatusResponse*) {
   return FinishNow(ctx, Unsupported("system"));
 }
 grpc::ServerUnaryReactor* Service::SystemSharedMemoryRegister(
@@ -282,8 +282,9 @@ grpc::ServerUnaryReactor* Service::CudaSharedMemoryStatus(Ctx* ctx,
                                                           CudaSharedMemoryStatusResponse*) {
   return FinishNow(ctx, Unsupported("CUDA"));
 }
-grpc::ServerUnaryReactor* Service::CudaSharedMemoryRegister(
-    Ctx* ctx, const CudaSharedMemoryRegisterRequest*, CudaSharedMemoryRegisterResponse*) {
+grpc::ServerUnaryReactor* Service::CudaSharedMemoryRegister(Ctx* ctx,
+                                                            const CudaSharedMemoryRegisterRequest*,
+                                                            CudaSharedMemoryRegisterResponse*) {
   return FinishNow(ctx, Unsupported("CUDA"));
 }
 grpc::ServerUnaryReactor* Service::CudaSharedMemoryUnregister(

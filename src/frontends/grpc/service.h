@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "frontends/grpc/infer_handlers.h"
 #include "common/status.h"
+#include "frontends/grpc/infer_handlers.h"
 #include "grpc_service.grpc.pb.h"
 
 namespace flowserve {
@@ -71,8 +71,7 @@ class Service final : public inference::GRPCInferenceService::CallbackService {
                                   inference::SystemSharedMemoryStatusResponse*) override;
   Unary* SystemSharedMemoryRegister(Ctx*, const inference::SystemSharedMemoryRegisterRequest*,
                                     inference::SystemSharedMemoryRegisterResponse*) override;
-  Unary* SystemSharedMemoryUnregister(Ctx*,
-                                      const inference::SystemSharedMemoryUnregisterRequest*,
+  Unary* SystemSharedMemoryUnregister(Ctx*, const inference::SystemSharedMemoryUnregisterRequest*,
                                       inference::SystemSharedMemoryUnregisterResponse*) override;
   Unary* CudaSharedMemoryStatus(Ctx*, const inference::CudaSharedMemoryStatusRequest*,
                                 inference::CudaSharedMemoryStatusResponse*) override;

@@ -42,8 +42,8 @@ Status ValidateTraceSetting(const std::string& key, const std::vector<std::strin
   if (key == "trace_rate" || key == "log_frequency" || key == "trace_count") {
     FS_RETURN_IF_ERROR(single());
     if (!IsInteger(values[0], key == "trace_count")) {
-      return InvalidArgument("trace setting '" + key + "' must be an integer, got '" +
-                             values[0] + "'");
+      return InvalidArgument("trace setting '" + key + "' must be an integer, got '" + values[0] +
+                             "'");
     }
     return Status::Ok();
   }

@@ -46,6 +46,16 @@ std::string_view HttpRequest::header(std::string_view name) const {
   return it == fields->end() ? std::string_view() : it->value();
 }
 
+namespace {
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+}  // namespace
+
 struct HttpRequestAccess {
   static void Fill(HttpRequest& r, std::string_view method, std::string_view target,
                    const bhttp::fields* fields, std::shared_ptr<std::string> body) {
@@ -89,11 +99,17 @@ struct HttpListener::Impl {
   // (and by the destructor once the threads are joined). Answers in flight hold weak
   // references, so nothing outlives the event loops.
   std::vector<std::unordered_map<Session*, std::shared_ptr<Session>>> sessions;
+  // Per context: requests handed to the handler and not answered yet (thread-confined).
+  struct alignas(64) Awaiting {
+    int count = 0;
+  };
+  std::vector<Awaiting> awaiting;
   std::mutex count_mu;
   std::condition_variable count_cv;
   int session_count = 0;
 
   void Accept();
+  void Run(size_t ctx_index);
   void AddSession(size_t ctx_index, tcp::socket socket);
   void RemoveSession(size_t ctx_index, Session* s);
 };
@@ -115,6 +131,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void Close() {
     if (closed_) return;
     closed_ = true;
+    SetAwaiting(false);
     beast::error_code ec;
     socket_.shutdown(tcp::socket::shutdown_both, ec);
     socket_.close(ec);
@@ -187,8 +204,15 @@ class Session : public std::enable_shared_from_this<Session> {
     Write(std::move(reply));
   }
 
+  void SetAwaiting(bool on) {
+    if (on == awaiting_) return;
+    awaiting_ = on;
+    impl_->awaiting[ctx_index_].count += on ? 1 : -1;
+  }
+
   void OnRequest() {
     state_ = State::kHandling;
+    SetAwaiting(true);
     auto& msg = parser_->get();
     keep_alive_ = msg.keep_alive();
     http10_ = msg.version() == 10;
@@ -238,6 +262,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void Write(HttpReply reply) {
     if (closed_) return;
+    SetAwaiting(false);
     state_ = State::kWriting;
     if (impl_->stopping.load(std::memory_order_relaxed)) keep_alive_ = false;
     reply_ = std::move(reply);
@@ -308,6 +333,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool http10_ = false;
   bool head_only_ = false;
   bool in_handler_ = false;
+  bool awaiting_ = false;
   std::optional<HttpReply> stashed_;
   HttpReply reply_;
   std::string head_;
@@ -333,6 +359,26 @@ void HttpListener::Impl::Accept() {
     }
     Accept();
   });
+}
+
+void HttpListener::Impl::Run(size_t ctx_index) {
+  asio::io_context& ctx = *contexts[ctx_index];
+  const int& waiting = awaiting[ctx_index].count;
+  const auto spin = std::chrono::microseconds(options.spin_us);
+  for (;;) {
+    if (waiting > 0 && spin.count() > 0) {
+      // Answers are due from another thread: poll briefly instead of sleeping, since the
+      // wake-up of a sleeping thread costs more than a fast model takes to answer.
+      auto deadline = std::chrono::steady_clock::now() + spin;
+      size_t ran = 0;
+      while (waiting > 0 && (ran = ctx.poll()) == 0 &&
+             std::chrono::steady_clock::now() < deadline) {
+        CpuRelax();
+      }
+      if (ran > 0) continue;
+    }
+    if (ctx.run_one() == 0) return;  // stopped, or out of work after Stop()
+  }
 }
 
 void HttpListener::Impl::AddSession(size_t ctx_index, tcp::socket socket) {
@@ -376,6 +422,7 @@ Result<std::unique_ptr<HttpListener>> HttpListener::Start(const HttpListenerOpti
     impl->guards.push_back(asio::make_work_guard(*impl->contexts.back()));
   }
   impl->sessions.resize(n);
+  impl->awaiting.resize(n);
 
   beast::error_code ec;
   auto addr = asio::ip::make_address(options.address, ec);
@@ -403,8 +450,8 @@ Result<std::unique_ptr<HttpListener>> HttpListener::Start(const HttpListenerOpti
 
   impl->Accept();
   for (int i = 0; i < n; ++i) {
-    asio::io_context* ctx = impl->contexts[i].get();
-    impl->threads.emplace_back([ctx] { ctx->run(); });
+    Impl* raw = impl.get();
+    impl->threads.emplace_back([raw, i] { raw->Run(i); });
   }
   return std::unique_ptr<HttpListener>(new HttpListener(std::move(impl)));
 }

@@ -1,5 +1,6 @@
 #pragma once
-// Prometheus text exposition of the core's statistics on --metrics-port (GET /metrics).
+// Prometheus text exposition (format 0.0.4) of the core's statistics on --metrics-port
+// (GET /metrics), with Triton's metric names and labels.
 #include <memory>
 #include <string>
 #include <vector>
@@ -10,6 +11,8 @@ namespace flowserve {
 
 class InferenceServer;
 class HttpListener;
+class ProcessStatsSampler;
+struct MetricsSettings;
 
 struct MetricsOptions {
   std::string address = "0.0.0.0";
@@ -21,6 +24,8 @@ struct MetricsOptions {
 
 class MetricsServer {
  public:
+  // Fails on a bad --metrics-config entry (naming it) or when the port is taken. Also
+  // turns on the latency histograms the settings ask for.
   static Result<std::unique_ptr<MetricsServer>> Start(InferenceServer* server,
                                                       const MetricsOptions& options);
   ~MetricsServer();
@@ -33,7 +38,10 @@ class MetricsServer {
   std::unique_ptr<Impl> impl_;
 };
 
-// Renders the exposition text for every loaded model (also used by tests).
+// Renders the exposition text for every loaded model (also used by tests). `sampler`
+// may be null: no CPU and memory gauges then.
+std::string RenderMetrics(InferenceServer& server, const MetricsSettings& settings,
+                          ProcessStatsSampler* sampler);
 std::string RenderMetrics(InferenceServer& server, const MetricsOptions& options);
 
 }  // namespace flowserve

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# HTTP frontend throughput/latency: wrk posts a small JSON infer request (16 FP32) and a
+# binary one (4 KiB FP32 in, 4 KiB out) to an identity model at 1, 8 and 32 connections,
+# then the same against nginx answering every POST with a canned reply of the same size
+# (the physical limit of this machine), and prints flowserve/nginx per row.
+# Usage: bench/http_identity.sh [seconds per run, default 5]   (env: FLOWSERVE_BIN, THREADS)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${FLOWSERVE_BIN:-$ROOT/build/flowserve}
+DURATION=${1:-5}
+THREADS=${THREADS:-2}   # flowserve --http-thread-count and nginx worker_processes
+PY=/usr/bin/python3
+for tool in wrk nginx curl; do
+  command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install wrk nginx-light curl)"; exit 1; }
+done
+[ -x "$BIN" ] || { echo "no flowserve binary at $BIN (make build)"; exit 1; }
+
+TMP=$(mktemp -d /tmp/flowserve-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+free_port() { $PY -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+
+# --- model and request bodies -----------------------------------------------------------
+mkdir -p "$TMP/repo/identity/1"
+cat > "$TMP/repo/identity/config.pbtxt" <<'PB'
+name: "identity"
+backend: "identity"
+max_batch_size: 0
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ -1 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ -1 ] } ]
+PB
+BIN_HLEN=$($PY - "$TMP" <<'PY'
+import json, struct, sys
+tmp = sys.argv[1]
+vals = [round(0.1 * i, 3) for i in range(16)]
+open(f"{tmp}/json.body", "w").write(json.dumps(
+    {"inputs": [{"name": "INPUT0", "shape": [16], "datatype": "FP32", "data": vals}]}))
+n = 1024
+header = json.dumps({"inputs": [{"name": "INPUT0", "shape": [n], "datatype": "FP32",
+                                 "parameters": {"binary_data_size": 4 * n}}],
+                     "parameters": {"binary_data_output": True}}).encode()
+open(f"{tmp}/binary.body", "wb").write(header + struct.pack(f"<{n}f", *range(n)))
+print(len(header))
+PY
+)
+
+# --- flowserve ------------------------------------------------------------------------------
+FS_PORT=$(free_port)
+"$BIN" --model-repository="$TMP/repo" --http-address=127.0.0.1 --http-port="$FS_PORT" \
+  --http-thread-count="$THREADS" --allow-grpc=false --allow-metrics=false \
+  --log-info=false >"$TMP/flowserve.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do
+  curl -sf "http://127.0.0.1:$FS_PORT/v2/health/ready" >/dev/null && break
+  sleep 0.1
+done
+curl -sf "http://127.0.0.1:$FS_PORT/v2/health/ready" >/dev/null ||
+  { echo "flowserve did not start:"; cat "$TMP/flowserve.log"; exit 1; }
+URL="http://127.0.0.1:$FS_PORT/v2/models/identity/infer"
+
+# Record flowserve's real replies: nginx sends bodies (and the framing header) of the same size.
+curl -s -o "$TMP/json.reply" -H 'Content-Type: application/json' \
+  --data-binary @"$TMP/json.body" "$URL"
+curl -s -o "$TMP/binary.reply" -D "$TMP/binary.head" -H "Inference-Header-Content-Length: $BIN_HLEN" \
+  --data-binary @"$TMP/binary.body" "$URL"
+REPLY_HLEN=$(grep -i '^Inference-Header-Content-Length' "$TMP/binary.head" | tr -dc 0-9)
+JSON_REPLY=$(cat "$TMP/json.reply")
+# nginx caps one config parameter near 4 KiB: build the binary-sized reply from variables.
+BIN_SIZE=$(stat -c %s "$TMP/binary.reply")
+BIN_SETS="" BIN_VARS=""
+for ((i = 0; i * 2048 < BIN_SIZE; i++)); do
+  n=$((BIN_SIZE - i * 2048 < 2048 ? BIN_SIZE - i * 2048 : 2048))
+  BIN_SETS+="set \$p$i '$(head -c "$n" /dev/zero | tr '\0' x)'; "
+  BIN_VARS+="\$p$i"
+done
+
+# --- nginx ----------------------------------------------------------------------------------
+NG_PORT=$(free_port)
+mkdir -p "$TMP/nginx/logs"
+cat > "$TMP/nginx/nginx.conf" <<NG
+worker_processes $THREADS;
+daemon off;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/logs/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  client_body_temp_path $TMP/nginx/body;
+  proxy_temp_path $TMP/nginx/proxy;
+  fastcgi_temp_path $TMP/nginx/fastcgi;
+  uwsgi_temp_path $TMP/nginx/uwsgi;
+  scgi_temp_path $TMP/nginx/scgi;
+  client_body_buffer_size 64k;
+  server {
+    listen 127.0.0.1:$NG_PORT;
+    location = /json { default_type application/json; return 200 '$JSON_REPLY'; }
+    location = /binary {
+      default_type application/octet-stream;
+      add_header Inference-Header-Content-Length $REPLY_HLEN;
+      $BIN_SETS
+      return 200 "$BIN_VARS";
+    }
+  }
+}
+NG
+nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" &
+PIDS+=($!)
+for _ in $(seq 50); do
+  curl -s -o /dev/null -X POST "http://127.0.0.1:$NG_PORT/json" && break
+  sleep 0.1
+done
+got=$(curl -s -X POST "http://127.0.0.1:$NG_PORT/binary" | wc -c)
+[ "$got" = "$BIN_SIZE" ] || { echo "nginx canned reply is $got bytes, want $BIN_SIZE:"; \
+  cat "$TMP/nginx/logs/error.log"; exit 1; }
+
+# --- runs -----------------------------------------------------------------------------------
+run() {  # url body-file header-length connections -> "rps p50 p99 non2xx sockerr"
+  WRK_BODY_FILE=$2 WRK_HEADER_LENGTH=$3 wrk -t1 -c"$4" -d"${DURATION}s" \
+    -s "$ROOT/bench/wrk_post.lua" "$1" | awk '/^RESULT/ {print $2, $3, $4, $5, $6}'
+}
+# Warm both servers up (first connections, allocator pools) before measuring.
+run "$URL" "$TMP/json.body" "" 8 >/dev/null
+run "http://127.0.0.1:$NG_PORT/json" "$TMP/json.body" "" 8 >/dev/null
+
+printf "%-7s %5s | %10s %8s %8s | %10s %8s %8s | %9s %9s\n" request conns \
+  "fs req/s" "fs p50us" "fs p99us" "ng req/s" "ng p50us" "ng p99us" "rps ratio" "p50 ratio"
+for kind in json binary; do
+  hlen=""
+  [ "$kind" = binary ] && hlen=$BIN_HLEN
+  for c in 1 8 32; do
+    read -r fr fp50 fp99 ferr fsock < <(run "$URL" "$TMP/$kind.body" "$hlen" "$c")
+    read -r nr np50 np99 nerr nsock < <(run "http://127.0.0.1:$NG_PORT/$kind" "$TMP/$kind.body" "$hlen" "$c")
+    printf "%-7s %5s | %10.0f %8s %8s | %10.0f %8s %8s | %9.2f %9.2f\n" "$kind" "$c" \
+      "$fr" "$fp50" "$fp99" "$nr" "$np50" "$np99" \
+      "$(echo "$fr / $nr" | bc -l)" "$(echo "$fp50 / $np50" | bc -l)"
+    if [ "$ferr" != 0 ] || [ "$fsock" != 0 ]; then
+      echo "  flowserve: $ferr non-2xx replies, $fsock socket errors"
+    fi
+  done
+done
+echo "rps ratio = flowserve/nginx throughput (target >= 0.7 for json at 32); p50 ratio = flowserve/nginx median latency (target <= 1.3 at 1)"

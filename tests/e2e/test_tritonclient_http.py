@@ -1,0 +1,148 @@
+"""The main HTTP cases through the real tritonclient.http library.
+
+Needs TRITON_CLIENT_PYTHONPATH: a directory holding the `tritonclient` package (with
+geventhttpclient and python-rapidjson importable)."""
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from harness import Server, identity_config, write_model
+
+_path = os.environ.get("TRITON_CLIENT_PYTHONPATH")
+if not _path:
+    pytest.skip("TRITON_CLIENT_PYTHONPATH is not set: no tritonclient package to test with",
+                allow_module_level=True)
+sys.path.insert(0, _path)
+try:
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+except ImportError as e:  # pragma: no cover - depends on the machine
+    pytest.skip(f"tritonclient.http from {_path} cannot be imported: {e}", allow_module_level=True)
+
+CLASSIFY = """
+name: "classify"
+backend: "identity"
+max_batch_size: 0
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] label_filename: "labels.txt" } ]
+"""
+
+DTYPES = [("FP32", np.float32), ("INT64", np.int64), ("UINT8", np.uint8), ("BOOL", np.bool_),
+          ("FP16", np.float16), ("BYTES", np.object_)]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("tc_http_repo")
+    for wire, _ in DTYPES:
+        cfg = "TYPE_STRING" if wire == "BYTES" else "TYPE_" + wire
+        write_model(repo, "id_" + wire.lower(), identity_config("id_" + wire.lower(), dtype=cfg))
+    write_model(repo, "batched", identity_config("batched", dims="[ 4 ]", max_batch_size=8))
+    write_model(repo, "classify", CLASSIFY, files={"labels.txt": "cat\ndog\nbird\nfish\n"})
+    with Server(repo, wait="ready") as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    c = httpclient.InferenceServerClient(url=f"127.0.0.1:{server.http_port}")
+    yield c
+    c.close()
+
+
+def sample(wire, np_dtype):
+    if wire == "BYTES":
+        return np.array([b"one", b"", "\u00fcber".encode()], dtype=np.object_)
+    if wire == "BOOL":
+        return np.array([True, False, True])
+    return np.array([1, 0, 7], dtype=np_dtype)
+
+
+def test_health_and_server_metadata(client):
+    assert client.is_server_live()
+    assert client.is_server_ready()
+    meta = client.get_server_metadata()
+    assert meta["name"] == "flowserve"
+    assert "binary_tensor_data" in meta["extensions"]
+    assert client.is_model_ready("batched")
+    assert not client.is_model_ready("nope")
+
+
+def test_model_metadata_and_config(client):
+    meta = client.get_model_metadata("batched")
+    assert meta["name"] == "batched"
+    assert meta["versions"] == ["1"]
+    assert meta["inputs"][0]["shape"] == [-1, 4]
+    cfg = client.get_model_config("batched")
+    assert cfg["max_batch_size"] == 8
+    assert cfg["input"][0]["name"] == "INPUT0"
+    with pytest.raises(InferenceServerException):
+        client.get_model_metadata("nope")
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+@pytest.mark.parametrize("wire,np_dtype", DTYPES, ids=[d[0] for d in DTYPES])
+def test_infer(client, wire, np_dtype, binary):
+    if wire == "FP16" and not binary:
+        pytest.skip("FP16 travels only as binary data")
+    data = sample(wire, np_dtype)
+    inp = httpclient.InferInput("INPUT0", list(data.shape), np_to_triton_dtype(data.dtype)
+                                if wire != "BYTES" else "BYTES")
+    inp.set_data_from_numpy(data, binary_data=binary)
+    out = httpclient.InferRequestedOutput("OUTPUT0", binary_data=binary)
+    result = client.infer("id_" + wire.lower(), [inp], outputs=[out], request_id="rid-1")
+    got = result.as_numpy("OUTPUT0")
+    if wire == "BYTES" and not binary:
+        got = np.array([s.encode() if isinstance(s, str) else s for s in got], dtype=np.object_)
+    np.testing.assert_array_equal(got, data)
+    resp = result.get_response()
+    assert resp["id"] == "rid-1"
+    assert resp["model_name"] == "id_" + wire.lower()
+
+
+def test_infer_default_outputs_batched(client):
+    data = np.arange(8, dtype=np.float32).reshape(2, 4)
+    inp = httpclient.InferInput("INPUT0", [2, 4], "FP32")
+    inp.set_data_from_numpy(data)
+    result = client.infer("batched", [inp])  # no outputs: the client asks for binary
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), data)
+
+
+def test_infer_error_is_raised(client):
+    inp = httpclient.InferInput("INPUT0", [1, 5], "FP32")
+    inp.set_data_from_numpy(np.zeros((1, 5), np.float32))
+    with pytest.raises(InferenceServerException, match="INPUT0"):
+        client.infer("batched", [inp])
+
+
+def test_classification(client):
+    inp = httpclient.InferInput("INPUT0", [4], "FP32")
+    inp.set_data_from_numpy(np.array([0.1, 0.7, 0.05, 0.15], np.float32))
+    for binary in (True, False):
+        out = httpclient.InferRequestedOutput("OUTPUT0", binary_data=binary, class_count=2)
+        result = client.infer("classify", [inp], outputs=[out])
+        got = [v.decode() if isinstance(v, bytes) else v for v in result.as_numpy("OUTPUT0")]
+        assert [g.split(":")[1:] for g in got] == [["1", "dog"], ["3", "fish"]]
+
+
+def test_statistics_and_index(client):
+    before = client.get_inference_statistics("id_int64")["model_stats"][0]["inference_count"]
+    inp = httpclient.InferInput("INPUT0", [2], "INT64")
+    inp.set_data_from_numpy(np.array([1, 2], np.int64))
+    client.infer("id_int64", [inp])
+    stats = client.get_inference_statistics("id_int64")["model_stats"][0]
+    assert stats["inference_count"] == before + 1
+    assert stats["inference_stats"]["success"]["count"] >= 1
+    all_stats = client.get_inference_statistics()["model_stats"]
+    assert {"batched", "classify"} <= {m["name"] for m in all_stats}
+    index = client.get_model_repository_index()
+    assert {e["name"]: e["state"] for e in index}["batched"] == "READY"
+
+
+def test_logging_settings(client):
+    settings = client.get_log_settings()
+    assert "log_verbose_level" in settings
+    updated = client.update_log_settings({"log_verbose_level": 0})
+    assert updated["log_verbose_level"] == 0

@@ -1,0 +1,202 @@
+// grpc_load: keeps N ModelInfer calls in flight against one model and reports
+// throughput and latency percentiles, like perf_analyzer's concurrency mode.
+//
+//   grpc_load --url=127.0.0.1:8001 --model=identity --concurrency=8 --duration=5
+//
+// Each of the N slots re-issues its call from the completion callback, so the number of
+// outstanding requests stays exactly N without a thread per request.
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "grpc_service.grpc.pb.h"
+
+namespace {
+
+struct Options {
+  std::string url = "127.0.0.1:8001";
+  std::string model = "identity";
+  std::string input = "INPUT0";
+  int concurrency = 1;
+  int elements = 16;  // FP32 elements in the one input
+  double warmup_s = 1.0;
+  double duration_s = 5.0;
+};
+
+uint64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+bool Flag(const char* arg, const char* name, std::string* value) {
+  size_t n = std::strlen(name);
+  if (std::strncmp(arg, name, n) != 0 || arg[n] != '=') return false;
+  *value = arg + n + 1;
+  return true;
+}
+
+Options Parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string v;
+    if (Flag(argv[i], "--url", &v)) {
+      o.url = v;
+    } else if (Flag(argv[i], "--model", &v)) {
+      o.model = v;
+    } else if (Flag(argv[i], "--input", &v)) {
+      o.input = v;
+    } else if (Flag(argv[i], "--concurrency", &v)) {
+      o.concurrency = std::max(1, std::atoi(v.c_str()));
+    } else if (Flag(argv[i], "--elements", &v)) {
+      o.elements = std::max(0, std::atoi(v.c_str()));
+    } else if (Flag(argv[i], "--warmup", &v)) {
+      o.warmup_s = std::atof(v.c_str());
+    } else if (Flag(argv[i], "--duration", &v)) {
+      o.duration_s = std::atof(v.c_str());
+    } else {
+      std::fprintf(stderr,
+                   "usage: %s [--url=host:port] [--model=name] [--input=INPUT0] "
+                   "[--concurrency=N] [--elements=N] [--warmup=s] [--duration=s]\n",
+                   argv[0]);
+      std::exit(2);
+    }
+  }
+  return o;
+}
+
+class Load {
+ public:
+  Load(const Options& o, std::shared_ptr<grpc::Channel> channel)
+      : stub_(inference::GRPCInferenceService::NewStub(channel)), slots_(o.concurrency) {
+    request_.set_model_name(o.model);
+    auto* in = request_.add_inputs();
+    in->set_name(o.input);
+    in->set_datatype("FP32");
+    in->add_shape(o.elements);
+    std::vector<float> data(o.elements);
+    for (int i = 0; i < o.elements; ++i) data[i] = static_cast<float>(i);
+    request_.add_raw_input_contents()->assign(reinterpret_cast<const char*>(data.data()),
+                                              data.size() * sizeof(float));
+    for (auto& s : slots_) s.latencies_us.reserve(1 << 16);
+  }
+
+  void Start() {
+    outstanding_ = static_cast<int>(slots_.size());
+    for (auto& s : slots_) Issue(s);
+  }
+  void SetMeasuring(bool on) { measuring_.store(on); }
+  // Stops re-issuing and waits for the calls in flight.
+  void Stop() {
+    stopping_.store(true);
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return outstanding_ == 0; });
+  }
+
+  std::vector<uint32_t> Latencies() const {
+    std::vector<uint32_t> all;
+    for (const auto& s : slots_)
+      all.insert(all.end(), s.latencies_us.begin(), s.latencies_us.end());
+    return all;
+  }
+  uint64_t errors() const { return errors_.load(); }
+  const std::string& first_error() const { return first_error_; }
+
+ private:
+  struct Slot {
+    std::unique_ptr<grpc::ClientContext> context;
+    inference::ModelInferResponse response;
+    uint64_t start_ns = 0;
+    std::vector<uint32_t> latencies_us;  // touched only by this slot's callbacks
+  };
+
+  void Issue(Slot& s) {
+    if (stopping_.load()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (--outstanding_ == 0) cv_.notify_all();
+      return;
+    }
+    s.context = std::make_unique<grpc::ClientContext>();
+    s.start_ns = NowNs();
+    stub_->async()->ModelInfer(s.context.get(), &request_, &s.response,
+                               [this, &s](grpc::Status status) { Done(s, status); });
+  }
+
+  void Done(Slot& s, const grpc::Status& status) {
+    uint64_t us = (NowNs() - s.start_ns) / 1000;
+    if (!status.ok()) {
+      if (errors_.fetch_add(1) == 0) {
+        std::lock_guard<std::mutex> lock(mu_);
+        first_error_ = status.error_message();
+      }
+    } else if (measuring_.load(std::memory_order_relaxed)) {
+      s.latencies_us.push_back(static_cast<uint32_t>(std::min<uint64_t>(us, UINT32_MAX)));
+    }
+    Issue(s);
+  }
+
+  std::unique_ptr<inference::GRPCInferenceService::Stub> stub_;
+  inference::ModelInferRequest request_;  // shared read-only by every call
+  std::vector<Slot> slots_;
+  std::atomic<bool> measuring_{false};
+  std::atomic<bool> stopping_{false};
+  std::atomic<uint64_t> errors_{0};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int outstanding_ = 0;
+  std::string first_error_;
+};
+
+uint32_t Percentile(std::vector<uint32_t>& v, double p) {
+  if (v.empty()) return 0;
+  size_t k = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+  return v[k];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o = Parse(argc, argv);
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  auto channel = grpc::CreateCustomChannel(o.url, grpc::InsecureChannelCredentials(), args);
+  if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10))) {
+    std::fprintf(stderr, "grpc_load: cannot connect to %s\n", o.url.c_str());
+    return 1;
+  }
+  Load load(o, channel);
+  load.Start();
+  std::this_thread::sleep_for(std::chrono::duration<double>(o.warmup_s));
+  load.SetMeasuring(true);
+  uint64_t t0 = NowNs();
+  std::this_thread::sleep_for(std::chrono::duration<double>(o.duration_s));
+  load.SetMeasuring(false);
+  double seconds = static_cast<double>(NowNs() - t0) / 1e9;
+  load.Stop();
+
+  std::vector<uint32_t> lat = load.Latencies();
+  if (load.errors() > 0) {
+    std::fprintf(stderr, "grpc_load: %llu failed calls, first: %s\n",
+                 static_cast<unsigned long long>(load.errors()), load.first_error().c_str());
+  }
+  double throughput = static_cast<double>(lat.size()) / seconds;
+  uint32_t p50 = Percentile(lat, 0.50), p90 = Percentile(lat, 0.90), p99 = Percentile(lat, 0.99);
+  std::printf(
+      "concurrency=%d requests=%zu throughput=%.1f p50_us=%u p90_us=%u p99_us=%u "
+      "errors=%llu\n",
+      o.concurrency, lat.size(), throughput, p50, p90, p99,
+      static_cast<unsigned long long>(load.errors()));
+  return load.errors() > 0 ? 1 : 0;
+}
