@@ -67,12 +67,17 @@ bench_model() {  # model shape...
   local model=$1
   [[ -f $REPO/$model/1/model.pt ]] || return 0
   local hlen; hlen=$(make_body "$@")
+  # The raw loop uses the intra-op threads the server gives the model's one instance.
+  local threads
+  threads=$(grep -A1 '"INTRA_OP_THREAD_COUNT"' "$REPO/$model/config.pbtxt" | grep -o 'string_value: *"[0-9]*"' |
+    grep -o '[0-9]\+' || nproc)
   local raw; raw=$("$RAW" --model "$REPO/$model/1/model.pt" --shape "$(IFS=,; echo "${*:2}")" \
-    --batch 1 --seconds "$SECS")
+    --batch 1 --seconds "$SECS" --threads "$threads")
   local raw_thr raw_p50
   raw_thr=$(sed -E 's/.*throughput=([0-9.]+).*/\1/' <<<"$raw")
   raw_p50=$(sed -E 's/.*p50_ms=([0-9.]+).*/\1/' <<<"$raw")
   printf "%-9s %-11s %12.1f %9.3f %14s %12s\n" "$model" "raw c=1" "$raw_thr" "$raw_p50" 1.00 1.00
+  run_wrk "$model" 1 "$hlen" >/dev/null  # warm-up: TorchScript profiles its first runs
   for c in 1 8; do
     read -r thr p50 errs <<<"$(run_wrk "$model" "$c" "$hlen")"
     [[ $errs == 0 ]] || echo "WARNING: $errs non-2xx responses for $model c=$c" >&2
@@ -82,4 +87,4 @@ bench_model() {  # model shape...
 }
 bench_model digits 1 8 8
 bench_model resnet50 3 224 224
-echo "(raw: tools/torch_raw_bench, one thread calling forward, batch 1; http: wrk -t1, one item per request; $(nproc) cores)"
+echo "(raw: tools/torch_raw_bench, one thread calling forward with the model's intra-op threads, batch 1; http: wrk -t1, one item per request; $(nproc) cores)"

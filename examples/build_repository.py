@@ -41,6 +41,9 @@ output [
 ]
 dynamic_batching {{ }}
 instance_group [ {{ count: 1 kind: KIND_CPU }} ]
+# A forward pass takes ~60 us: a second OpenMP thread costs more in hand-offs than it
+# saves, and stalls badly when the other core is busy (bench/pytorch_vs_raw.sh).
+parameters {{ key: "INTRA_OP_THREAD_COUNT" value: {{ string_value: "1" }} }}
 """
 
 IDENTITY_CONFIG = """name: "identity"

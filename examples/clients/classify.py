@@ -5,8 +5,9 @@
   0.998:3:THREE
   ...
 
-The image goes as raw FP32 bytes (the binary tensor extension) and the server does the
-top-k (the classification extension, class_count 3).
+The image goes as raw tensor bytes (the binary tensor extension) and the server does the
+top-k (the classification extension, class_count 3). --pipeline sends UINT8 pixels to the
+digits_pipeline ensemble instead of scaled FP32 to digits.
 """
 import argparse
 import json
@@ -18,10 +19,10 @@ import requests
 from PIL import Image
 
 
-def load_image(path):
-    """Any size grayscale/RGB PNG -> [1, 1, 8, 8] FP32 in [0, 1], like the training data."""
+def load_pixels(path):
+    """Any size grayscale/RGB PNG -> [1, 8, 8] UINT8, the digits' resolution."""
     img = Image.open(path).convert("L").resize((8, 8), Image.BOX)
-    return (np.asarray(img, dtype=np.float32) / 255.0).reshape(1, 1, 8, 8)
+    return np.asarray(img, dtype=np.uint8).reshape(1, 8, 8)
 
 
 def parse_bytes_tensor(buf):
@@ -33,11 +34,12 @@ def parse_bytes_tensor(buf):
     return items
 
 
-def infer(url, model, pixels, class_count):
+def infer(url, model, input_name, pixels, output_name, class_count):
+    datatype = {np.float32: "FP32", np.uint8: "UINT8"}[pixels.dtype.type]
     body_json = {
-        "inputs": [{"name": "INPUT__0", "shape": list(pixels.shape), "datatype": "FP32",
+        "inputs": [{"name": input_name, "shape": list(pixels.shape), "datatype": datatype,
                     "parameters": {"binary_data_size": pixels.nbytes}}],
-        "outputs": [{"name": "OUTPUT__0",
+        "outputs": [{"name": output_name,
                      "parameters": {"classification": class_count, "binary_data": True}}],
     }
     header = json.dumps(body_json).encode()
@@ -62,14 +64,18 @@ def main():
     p = argparse.ArgumentParser(description="Top-3 classes of a digit image.")
     p.add_argument("image", help="PNG of a digit (e.g. examples/data/digit_3.png)")
     p.add_argument("--url", default="http://localhost:8000")
-    p.add_argument("--model", default="digits")
     p.add_argument("--pipeline", action="store_true",
-                   help="send the PNG bytes to the digits_pipeline ensemble (needs issue 7)")
+                   help="send raw UINT8 pixels to the digits_pipeline ensemble, which scales "
+                        "them on the server (digits_preprocess) before digits")
     args = p.parse_args()
+    pixels = load_pixels(args.image)
     if args.pipeline:
-        sys.exit("--pipeline needs the digits_pipeline model (an ensemble that decodes the PNG "
-                 "on the server), which this repository does not build yet")
-    for entry in infer(args.url, args.model, load_image(args.image), 3):
+        result = infer(args.url, "digits_pipeline", "IMAGE", pixels, "SCORES", 3)
+    else:
+        # [1, 1, 8, 8] FP32 in [0, 1]: the layout and scale digits was trained on.
+        scaled = (pixels.astype(np.float32) / 255.0).reshape(1, 1, 8, 8)
+        result = infer(args.url, "digits", "INPUT__0", scaled, "OUTPUT__0", 3)
+    for entry in result:
         print(entry)
 
 

@@ -137,6 +137,20 @@ def build_good_models(repo):
                               filename="1/model")
     p["oneflow_dir"] = _save(Doubler(), repo, "oneflow_dir", doubler_cfg("oneflow_dir"),
                              filename="1/model/model.pt")
+    # Two instances: the second loads its own copy; each gets half of the cores.
+    p["two_instances"] = _save(
+        Affine(4, 3), repo, "two_instances",
+        config("two_instances", [tensor_io("INPUT__0", FP32, [4])],
+               [tensor_io("OUTPUT__0", FP32, [3])], max_batch_size=8,
+               extra="instance_group [ { count: 2 kind: KIND_CPU } ]"),
+        example=torch.rand(2, 4))
+    p["unoptimized"] = _save(
+        Affine(4, 3), repo, "unoptimized",
+        config("unoptimized", [tensor_io("INPUT__0", FP32, [4])],
+               [tensor_io("OUTPUT__0", FP32, [3])], max_batch_size=8,
+               extra='parameters { key: "DISABLE_OPTIMIZED_EXECUTION" value: { string_value: "true" } }\n'
+                     'parameters { key: "INTRA_OP_THREAD_COUNT" value: { string_value: "3" } }'),
+        example=torch.rand(2, 4))
     # Config output says INT64; the module returns FP32: a per-request error.
     p["wrong_dtype"] = _save(
         Doubler(), repo, "wrong_dtype",

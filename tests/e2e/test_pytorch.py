@@ -1,6 +1,7 @@
 """The pytorch (LibTorch) backend: the server's outputs equal python3-torch's outputs for the
 same saved module, load-time errors say what is wrong, execution errors stay per request."""
 import json
+import os
 import struct
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -129,10 +130,42 @@ def test_concurrent_requests_are_concatenated_and_split_back(env):
     server, paths, _ = env
     rng = np.random.default_rng(7)
     xs = [rng.standard_normal((1 + i % 3, 4)).astype(np.float32) for i in range(8)]
+    before = _execution_count(server, "affine")
     with ThreadPoolExecutor(8) as pool:
         outs = list(pool.map(lambda x: ok(server, "affine", {"INPUT__0": x}), xs))
     for x, out in zip(xs, outs):
         close(out["OUTPUT__0"], ref(paths, "affine", x))
+    # The 20 ms queue delay lets the batcher join requests: fewer runs than requests.
+    assert _execution_count(server, "affine") - before < len(xs)
+
+
+def _execution_count(server, model):
+    r = requests.get(f"{server.url}/v2/models/{model}/stats", timeout=5)
+    r.raise_for_status()
+    return int(r.json()["model_stats"][0]["execution_count"])
+
+
+def test_two_instances_each_serve_and_share_the_cores(env):
+    server, paths, _ = env
+    rng = np.random.default_rng(5)
+    xs = [rng.standard_normal((2, 4)).astype(np.float32) for _ in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        outs = list(pool.map(lambda x: ok(server, "two_instances", {"INPUT__0": x}), xs))
+    for x, out in zip(xs, outs):
+        close(out["OUTPUT__0"], ref(paths, "two_instances", x))
+    line = next(ln for ln in server.log().splitlines() if "'two_instances' version 1: loaded" in ln)
+    cores = len(os.sched_getaffinity(0))
+    assert f"{max(1, cores // 2)} intra-op thread(s) per instance" in line, line
+
+
+def test_parameters_disable_optimization_and_set_threads(env):
+    server, paths, _ = env
+    x = np.random.default_rng(9).standard_normal((3, 4)).astype(np.float32)
+    close(ok(server, "unoptimized", {"INPUT__0": x})["OUTPUT__0"], ref(paths, "unoptimized", x))
+    line = next(ln for ln in server.log().splitlines() if "'unoptimized' version 1: loaded" in ln)
+    assert "not optimized (disabled by config)" in line and "3 intra-op thread(s)" in line, line
+    line = next(ln for ln in server.log().splitlines() if "'affine' version 1: loaded" in ln)
+    assert "frozen and optimized for inference" in line, line
 
 
 def test_several_inputs_and_tuple_of_outputs_bind_by_index(env):

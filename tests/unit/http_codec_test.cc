@@ -53,8 +53,9 @@ std::string Le32(uint32_t n) {
 
 TEST(HttpInferParse, JsonFp32FlatAndNested) {
   for (const char* data : {"[1, 2.5, -3, 4]", "[[1, 2.5], [-3, 4]]"}) {
-    auto p = Parse(std::string(R"({"inputs":[{"name":"X","shape":[2,2],"datatype":"FP32","data":)") +
-                   data + "}]}");
+    auto p =
+        Parse(std::string(R"({"inputs":[{"name":"X","shape":[2,2],"datatype":"FP32","data":)") +
+              data + "}]}");
     ASSERT_TRUE(p.request.ok()) << p.request.status().message();
     const auto& t = (*p.request)->inputs.at(0);
     EXPECT_EQ(t.name, "X");
@@ -67,8 +68,8 @@ TEST(HttpInferParse, JsonFp32FlatAndNested) {
 
 TEST(HttpInferParse, EveryJsonDatatype) {
   auto check = [](const std::string& dtype, const std::string& data, const std::string& expect) {
-    auto p = Parse(R"({"inputs":[{"name":"X","shape":[3],"datatype":")" + dtype +
-                   R"(","data":)" + data + "}]}");
+    auto p = Parse(R"({"inputs":[{"name":"X","shape":[3],"datatype":")" + dtype + R"(","data":)" +
+                   data + "}]}");
     ASSERT_TRUE(p.request.ok()) << dtype << ": " << p.request.status().message();
     const auto& t = (*p.request)->inputs.at(0);
     EXPECT_EQ(std::string(t.data, t.byte_size), expect) << dtype;
@@ -142,14 +143,14 @@ TEST(HttpInferParse, MissingAndUnknownFields) {
   EXPECT_NE(ErrorOf(R"({"id":"1"})").find("no 'inputs'"), std::string::npos);
   EXPECT_NE(ErrorOf(R"({"inputs":[{"shape":[1],"datatype":"FP32","data":[1]}]})").find("'name'"),
             std::string::npos);
-  EXPECT_NE(ErrorOf(R"({"inputs":[{"name":"X","datatype":"FP32","data":[1]}]})")
-                .find("missing 'shape'"),
-            std::string::npos);
+  EXPECT_NE(
+      ErrorOf(R"({"inputs":[{"name":"X","datatype":"FP32","data":[1]}]})").find("missing 'shape'"),
+      std::string::npos);
   EXPECT_NE(ErrorOf(R"({"inputs":[{"name":"X","shape":[1],"data":[1]}]})").find("'datatype'"),
             std::string::npos);
-  EXPECT_NE(ErrorOf(R"({"inputs":[{"name":"X","shape":[1],"datatype":"FP32"}]})")
-                .find("missing 'data'"),
-            std::string::npos);
+  EXPECT_NE(
+      ErrorOf(R"({"inputs":[{"name":"X","shape":[1],"datatype":"FP32"}]})").find("missing 'data'"),
+      std::string::npos);
   auto msg = ErrorOf(R"({"inputs":[{"name":"X","shape":[1],"datatype":"FP99","data":[1]}]})");
   EXPECT_NE(msg.find("unknown datatype 'FP99'"), std::string::npos) << msg;
   msg = ErrorOf(R"({"inputs":[{"name":"X","shape":[1],"datatype":"FP16","data":[1]}]})");
@@ -161,8 +162,8 @@ TEST(HttpInferParse, MissingAndUnknownFields) {
 }
 
 TEST(HttpInferParse, MalformedJsonNeverCrashes) {
-  for (const char* bad : {"", "{", "{\"inputs\":[", "[1,2]", "nul", "{\"inputs\":[{]}",
-                          "\xff\xfe", "{\"inputs\": [1]}"}) {
+  for (const char* bad : {"", "{", "{\"inputs\":[", "[1,2]", "nul", "{\"inputs\":[{]}", "\xff\xfe",
+                          "{\"inputs\": [1]}"}) {
     std::string msg = ErrorOf(bad);
     EXPECT_FALSE(msg.empty()) << bad;
   }
@@ -171,8 +172,8 @@ TEST(HttpInferParse, MalformedJsonNeverCrashes) {
   std::string deep(100000, '[');
   EXPECT_FALSE(ErrorOf(deep).empty());
   std::string nested = std::string(200, '[') + "1" + std::string(200, ']');
-  auto msg = ErrorOf(R"({"inputs":[{"name":"X","shape":[1],"datatype":"FP32","data":)" + nested +
-                     "}]}");
+  auto msg =
+      ErrorOf(R"({"inputs":[{"name":"X","shape":[1],"datatype":"FP32","data":)" + nested + "}]}");
   EXPECT_NE(msg.find("nested"), std::string::npos) << msg;
 }
 

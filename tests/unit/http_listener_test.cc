@@ -64,24 +64,22 @@ class Client {
   std::string buf_;
 };
 
-std::string Get(const std::string& path) {
-  return "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
-}
+std::string Get(const std::string& path) { return "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n"; }
 
 TEST(HttpListener, AnswersFromAnotherThreadWithKeepAlive) {
-  auto listener = HttpListener::Start("127.0.0.1", 0, 2, [](const HttpRequest& req,
-                                                            HttpRespond respond) {
-    std::string body = std::string(req.method()) + " " + std::string(req.path()) + " q=" +
-                       std::string(req.query()) + " h=" + std::string(req.header("x-test")) +
-                       " b=" + *req.body();
-    std::thread([body, respond = std::move(respond)] {
-      HttpReply r;
-      r.content_type = "text/plain";
-      r.body = body;
-      r.headers.emplace_back("X-Answer", "1");
-      respond(std::move(r));
-    }).detach();
-  });
+  auto listener =
+      HttpListener::Start("127.0.0.1", 0, 2, [](const HttpRequest& req, HttpRespond respond) {
+        std::string body = std::string(req.method()) + " " + std::string(req.path()) +
+                           " q=" + std::string(req.query()) +
+                           " h=" + std::string(req.header("x-test")) + " b=" + *req.body();
+        std::thread([body, respond = std::move(respond)] {
+          HttpReply r;
+          r.content_type = "text/plain";
+          r.body = body;
+          r.headers.emplace_back("X-Answer", "1");
+          respond(std::move(r));
+        }).detach();
+      });
   ASSERT_TRUE(listener.ok()) << listener.status().message();
   ASSERT_GT((*listener)->port(), 0);
   Client c((*listener)->port());
@@ -104,14 +102,14 @@ TEST(HttpListener, AnswersFromAnotherThreadWithKeepAlive) {
 
 TEST(HttpListener, ChunksAndInlineAnswers) {
   auto payload = std::make_shared<std::string>("0123456789");
-  auto listener = HttpListener::Start("127.0.0.1", 0, 1, [payload](const HttpRequest&,
-                                                                   HttpRespond respond) {
-    HttpReply r;
-    r.body = std::string(2000, 'j');  // larger than the inline-with-head limit
-    r.chunks.push_back({payload->data(), 4, payload});
-    r.chunks.push_back({payload->data() + 6, 4, payload});
-    respond(std::move(r));  // on the I/O thread, inside the handler
-  });
+  auto listener =
+      HttpListener::Start("127.0.0.1", 0, 1, [payload](const HttpRequest&, HttpRespond respond) {
+        HttpReply r;
+        r.body = std::string(2000, 'j');  // larger than the inline-with-head limit
+        r.chunks.push_back({payload->data(), 4, payload});
+        r.chunks.push_back({payload->data() + 6, 4, payload});
+        respond(std::move(r));  // on the I/O thread, inside the handler
+      });
   ASSERT_TRUE(listener.ok());
   Client c((*listener)->port());
   for (int i = 0; i < 3; ++i) {
@@ -126,9 +124,8 @@ TEST(HttpListener, OversizedBodyIs413AndConnectionCloses) {
   HttpListenerOptions o;
   o.address = "127.0.0.1";
   o.max_body_size = 100;
-  auto listener = HttpListener::Start(o, [](const HttpRequest&, HttpRespond respond) {
-    respond(HttpReply{});
-  });
+  auto listener =
+      HttpListener::Start(o, [](const HttpRequest&, HttpRespond respond) { respond(HttpReply{}); });
   ASSERT_TRUE(listener.ok());
   Client c((*listener)->port());
   c.Send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + std::string(1000, 'x'));
@@ -144,10 +141,8 @@ TEST(HttpListener, OversizedBodyIs413AndConnectionCloses) {
 }
 
 TEST(HttpListener, HttpOneZeroClosesUnlessKeepAlive) {
-  auto listener = HttpListener::Start("127.0.0.1", 0, 1, [](const HttpRequest&,
-                                                            HttpRespond respond) {
-    respond(HttpReply{});
-  });
+  auto listener = HttpListener::Start(
+      "127.0.0.1", 0, 1, [](const HttpRequest&, HttpRespond respond) { respond(HttpReply{}); });
   ASSERT_TRUE(listener.ok());
   Client c((*listener)->port());
   c.Send("GET / HTTP/1.0\r\n\r\n");
@@ -160,12 +155,12 @@ TEST(HttpListener, StopWritesTheAnswerInProgressAndClosesIdleConnections) {
   std::atomic<bool> got{false};
   HttpRespond pending;
   std::mutex mu;
-  auto listener = HttpListener::Start("127.0.0.1", 0, 2, [&](const HttpRequest&,
-                                                             HttpRespond respond) {
-    std::lock_guard<std::mutex> lock(mu);
-    pending = std::move(respond);
-    got = true;
-  });
+  auto listener =
+      HttpListener::Start("127.0.0.1", 0, 2, [&](const HttpRequest&, HttpRespond respond) {
+        std::lock_guard<std::mutex> lock(mu);
+        pending = std::move(respond);
+        got = true;
+      });
   ASSERT_TRUE(listener.ok());
   Client idle((*listener)->port());
   Client busy((*listener)->port());

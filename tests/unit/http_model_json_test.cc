@@ -87,8 +87,8 @@ TEST(HttpModelJson, StatisticsShape) {
   EXPECT_EQ(is["success"]["count"].GetInt(), 2);
   EXPECT_EQ(is["success"]["ns"].GetInt(), 1000);
   EXPECT_EQ(is["queue"]["ns"].GetInt(), 300);
-  for (const char* k : {"fail", "compute_input", "compute_infer", "compute_output", "cache_hit",
-                        "cache_miss"}) {
+  for (const char* k :
+       {"fail", "compute_input", "compute_infer", "compute_output", "cache_hit", "cache_miss"}) {
     EXPECT_EQ(is[k]["count"].GetInt(), 0) << k;
   }
   const auto& bs = s["batch_stats"];
@@ -118,8 +118,7 @@ TEST(HttpModelJson, RequestBodies) {
   EXPECT_FALSE(ParseIndexReadyOnly(R"({"ready": 1})").ok());
   EXPECT_FALSE(ParseIndexReadyOnly("{").ok());
   EXPECT_EQ(ParseLoadRequest("")->config_json, "");
-  EXPECT_EQ(ParseLoadRequest(R"({"parameters":{"config":"{\"a\":1}"}})")->config_json,
-            "{\"a\":1}");
+  EXPECT_EQ(ParseLoadRequest(R"({"parameters":{"config":"{\"a\":1}"}})")->config_json, "{\"a\":1}");
   EXPECT_FALSE(ParseLoadRequest(R"({"parameters":{"config":{}}})").ok());
   EXPECT_FALSE(ParseLoadRequest(R"({"parameters":{"file:1/model.pt":"AAAA"}})").ok());
   EXPECT_TRUE(ParseUnloadDependents(R"({"parameters":{"unload_dependents":true}})").value());

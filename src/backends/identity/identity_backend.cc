@@ -61,24 +61,30 @@ class IdentityModel : public BackendModel {
   int delay_ms_;
 };
 
+// Reads an integer millisecond parameter from the config; 0 when absent.
+Result<int> DelayParameter(const ModelLoadContext& ctx, const std::string& key) {
+  auto it = ctx.config->parameters().find(key);
+  if (it == ctx.config->parameters().end()) return 0;
+  const std::string& v = it->second.string_value();
+  char* end = nullptr;
+  long d = std::strtol(v.c_str(), &end, 10);
+  if (v.empty() || *end != '\0' || d < 0 || d > 600000) {
+    return InvalidArgument("model '" + ctx.model_name + "': parameter " + key +
+                           " must be an integer in [0, 600000], got '" + v + "'");
+  }
+  return static_cast<int>(d);
+}
+
 class IdentityBackend : public Backend {
  public:
   Result<std::unique_ptr<BackendModel>> LoadModel(const ModelLoadContext& ctx) override {
-    int delay_ms = 0;
-    auto it = ctx.config->parameters().find("execute_delay_ms");
-    if (it != ctx.config->parameters().end()) {
-      const std::string& v = it->second.string_value();
-      char* end = nullptr;
-      long d = std::strtol(v.c_str(), &end, 10);
-      if (v.empty() || *end != '\0' || d < 0 || d > 600000) {
-        return InvalidArgument("model '" + ctx.model_name +
-                               "': parameter execute_delay_ms must be an integer in [0, 600000], "
-                               "got '" +
-                               v + "'");
-      }
-      delay_ms = static_cast<int>(d);
-    }
-    return std::unique_ptr<BackendModel>(new IdentityModel(ctx.config, delay_ms));
+    auto delay_ms = DelayParameter(ctx, "execute_delay_ms");
+    if (!delay_ms.ok()) return delay_ms.status();
+    // A slow load lets tests show that loading never blocks serving.
+    auto load_delay_ms = DelayParameter(ctx, "load_delay_ms");
+    if (!load_delay_ms.ok()) return load_delay_ms.status();
+    if (*load_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(*load_delay_ms));
+    return std::unique_ptr<BackendModel>(new IdentityModel(ctx.config, *delay_ms));
   }
 };
 

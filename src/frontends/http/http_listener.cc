@@ -17,25 +17,44 @@ using namespace http_detail;  // NOLINT: the Boost aliases of this folder
 
 std::string_view HttpReasonPhrase(int status) {
   switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 413: return "Payload Too Large";
-    case 429: return "Too Many Requests";
-    case 499: return "Client Closed Request";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Unknown";
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 204:
+      return "No Content";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 411:
+      return "Length Required";
+    case 413:
+      return "Payload Too Large";
+    case 429:
+      return "Too Many Requests";
+    case 499:
+      return "Client Closed Request";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    default:
+      return "Unknown";
   }
 }
 
@@ -104,6 +123,9 @@ struct HttpListener::Impl {
     int count = 0;
   };
   std::vector<Awaiting> awaiting;
+  // At most one I/O thread spins at a time: on a small machine a second spinner would
+  // take the core the model's thread needs to produce the answer.
+  std::atomic<bool> spinning{false};
   std::mutex count_mu;
   std::condition_variable count_cv;
   int session_count = 0;
@@ -146,10 +168,9 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_.emplace();
     parser_->body_limit(impl_->options.max_body_size);
     parser_->header_limit(64 * 1024);
-    bhttp::async_read_header(socket_, buffer_, *parser_,
-                             [self = shared_from_this()](beast::error_code ec, size_t) {
-                               self->OnHeader(ec);
-                             });
+    bhttp::async_read_header(
+        socket_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
   }
 
   void OnHeader(beast::error_code ec) {
@@ -184,8 +205,10 @@ class Session : public std::enable_shared_from_this<Session> {
                                  std::to_string(impl_->options.max_body_size) + " bytes");
     }
     if (ec == bhttp::error::header_limit) return WriteError(431, "request header too large");
-    bool protocol_error = &ec.category() == &bhttp::make_error_code(bhttp::error::bad_target).category();
-    if (protocol_error && ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message) {
+    bool protocol_error =
+        &ec.category() == &bhttp::make_error_code(bhttp::error::bad_target).category();
+    if (protocol_error && ec != bhttp::error::end_of_stream &&
+        ec != bhttp::error::partial_message) {
       return WriteError(400, "malformed HTTP request: " + ec.message());
     }
     Close();
@@ -244,9 +267,8 @@ class Session : public std::enable_shared_from_this<Session> {
         if (!self) return;
         if (!ctx->get_executor().running_in_this_thread()) {
           // The one hand-off back to the connection's thread.
-          asio::post(*ctx, [self, reply = std::move(reply)]() mutable {
-            self->Write(std::move(reply));
-          });
+          asio::post(*ctx,
+                     [self, reply = std::move(reply)]() mutable { self->Write(std::move(reply)); });
           return;
         }
       }
@@ -310,10 +332,9 @@ class Session : public std::enable_shared_from_this<Session> {
       for (const auto& c : reply_.chunks)
         if (c.size) buffers_.emplace_back(c.data, c.size);
     }
-    asio::async_write(socket_, buffers_,
-                      [self = shared_from_this()](beast::error_code ec, size_t) {
-                        self->OnWritten(ec);
-                      });
+    asio::async_write(socket_, buffers_, [self = shared_from_this()](beast::error_code ec, size_t) {
+      self->OnWritten(ec);
+    });
   }
 
   void OnWritten(beast::error_code ec) {
@@ -353,9 +374,8 @@ void HttpListener::Impl::Accept() {
     } else {
       beast::error_code ignored;
       s.set_option(tcp::no_delay(true), ignored);
-      asio::post(*contexts[index], [this, index, s = std::move(s)]() mutable {
-        AddSession(index, std::move(s));
-      });
+      asio::post(*contexts[index],
+                 [this, index, s = std::move(s)]() mutable { AddSession(index, std::move(s)); });
     }
     Accept();
   });
@@ -366,15 +386,16 @@ void HttpListener::Impl::Run(size_t ctx_index) {
   const int& waiting = awaiting[ctx_index].count;
   const auto spin = std::chrono::microseconds(options.spin_us);
   for (;;) {
-    if (waiting > 0 && spin.count() > 0) {
+    if (waiting > 0 && spin.count() > 0 && !spinning.exchange(true, std::memory_order_acquire)) {
       // Answers are due from another thread: poll briefly instead of sleeping, since the
-      // wake-up of a sleeping thread costs more than a fast model takes to answer.
+      // wake-up of a sleeping (virtual) CPU costs more than a fast model takes to answer.
       auto deadline = std::chrono::steady_clock::now() + spin;
       size_t ran = 0;
       while (waiting > 0 && (ran = ctx.poll()) == 0 &&
              std::chrono::steady_clock::now() < deadline) {
         CpuRelax();
       }
+      spinning.store(false, std::memory_order_release);
       if (ran > 0) continue;
     }
     if (ctx.run_one() == 0) return;  // stopped, or out of work after Stop()

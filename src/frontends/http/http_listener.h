@@ -62,7 +62,7 @@ struct HttpListenerOptions {
   size_t max_body_size = 64 << 20;
   // While a thread waits for answers computed elsewhere it polls for this long before
   // sleeping: a fast model answers sooner than a sleeping thread can be woken. 0 = never.
-  int spin_us = 50;
+  int spin_us = 200;
   // How long Stop() lets requests already being answered finish before closing them.
   int stop_grace_ms = 30000;
 };

@@ -71,8 +71,8 @@ HttpReply EmptyReply(int status) {
 HttpReply NotFoundReply() { return ErrorReply(NotFound("Not Found")); }
 
 HttpReply MethodNotAllowed(std::string_view method, std::string_view path) {
-  HttpReply r = ErrorReply(InvalidArgument("method " + std::string(method) +
-                                           " is not allowed on " + std::string(path)));
+  HttpReply r = ErrorReply(
+      InvalidArgument("method " + std::string(method) + " is not allowed on " + std::string(path)));
   r.status = 405;
   return r;
 }
@@ -209,8 +209,8 @@ class Router {
                                               "' is not supported; send the body uncompressed")));
     }
     InferReplyFormat format;
-    auto parsed = ParseInferRequest(req.body(), req.header("Inference-Header-Content-Length"),
-                                    name, version, &format);
+    auto parsed = ParseInferRequest(req.body(), req.header("Inference-Header-Content-Length"), name,
+                                    version, &format);
     if (!parsed.ok()) {
       return respond(ErrorReply(parsed.status().WithContext("model '" + name + "': ")));
     }
@@ -282,10 +282,9 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(InferenceServer* server,
   lo.port = options.port;
   lo.threads = options.thread_count;
   lo.max_body_size = options.max_input_size;
-  auto listener = HttpListener::Start(
-      lo, [router](const HttpRequest& req, HttpRespond respond) {
-        router->Handle(req, std::move(respond));
-      });
+  auto listener = HttpListener::Start(lo, [router](const HttpRequest& req, HttpRespond respond) {
+    router->Handle(req, std::move(respond));
+  });
   if (!listener.ok()) return listener.status();
   http->listener_ = std::move(listener).value();
   return http;

@@ -30,13 +30,19 @@ constexpr int kMaxNesting = 64;
 
 const char* JsonTypeName(const Value& v) {
   switch (v.GetType()) {
-    case rapidjson::kNullType: return "null";
+    case rapidjson::kNullType:
+      return "null";
     case rapidjson::kFalseType:
-    case rapidjson::kTrueType: return "bool";
-    case rapidjson::kObjectType: return "object";
-    case rapidjson::kArrayType: return "array";
-    case rapidjson::kStringType: return "string";
-    case rapidjson::kNumberType: return "number";
+    case rapidjson::kTrueType:
+      return "bool";
+    case rapidjson::kObjectType:
+      return "object";
+    case rapidjson::kArrayType:
+      return "array";
+    case rapidjson::kStringType:
+      return "string";
+    case rapidjson::kNumberType:
+      return "number";
   }
   return "value";
 }
@@ -73,8 +79,8 @@ bool ConvertElement(const Value& v, T* out) {
 template <typename Emit>
 Status Flatten(const Value& v, int depth, const std::string& tensor, Emit&& emit) {
   if (depth > kMaxNesting) {
-    return Bad("input '" + tensor + "': 'data' is nested more than " +
-               std::to_string(kMaxNesting) + " levels deep");
+    return Bad("input '" + tensor + "': 'data' is nested more than " + std::to_string(kMaxNesting) +
+               " levels deep");
   }
   if (v.IsArray()) {
     for (const auto& e : v.GetArray()) FS_RETURN_IF_ERROR(Flatten(e, depth + 1, tensor, emit));
@@ -142,18 +148,30 @@ Status FillBytes(const Value& data, Tensor& tensor, int64_t count) {
 
 Status FillFromJson(const Value& data, Tensor& tensor, int64_t count) {
   switch (tensor.dtype) {
-    case DataType::kBool: return FillFixed<bool>(data, tensor, count);
-    case DataType::kUint8: return FillFixed<uint8_t>(data, tensor, count);
-    case DataType::kUint16: return FillFixed<uint16_t>(data, tensor, count);
-    case DataType::kUint32: return FillFixed<uint32_t>(data, tensor, count);
-    case DataType::kUint64: return FillFixed<uint64_t>(data, tensor, count);
-    case DataType::kInt8: return FillFixed<int8_t>(data, tensor, count);
-    case DataType::kInt16: return FillFixed<int16_t>(data, tensor, count);
-    case DataType::kInt32: return FillFixed<int32_t>(data, tensor, count);
-    case DataType::kInt64: return FillFixed<int64_t>(data, tensor, count);
-    case DataType::kFp32: return FillFixed<float>(data, tensor, count);
-    case DataType::kFp64: return FillFixed<double>(data, tensor, count);
-    case DataType::kBytes: return FillBytes(data, tensor, count);
+    case DataType::kBool:
+      return FillFixed<bool>(data, tensor, count);
+    case DataType::kUint8:
+      return FillFixed<uint8_t>(data, tensor, count);
+    case DataType::kUint16:
+      return FillFixed<uint16_t>(data, tensor, count);
+    case DataType::kUint32:
+      return FillFixed<uint32_t>(data, tensor, count);
+    case DataType::kUint64:
+      return FillFixed<uint64_t>(data, tensor, count);
+    case DataType::kInt8:
+      return FillFixed<int8_t>(data, tensor, count);
+    case DataType::kInt16:
+      return FillFixed<int16_t>(data, tensor, count);
+    case DataType::kInt32:
+      return FillFixed<int32_t>(data, tensor, count);
+    case DataType::kInt64:
+      return FillFixed<int64_t>(data, tensor, count);
+    case DataType::kFp32:
+      return FillFixed<float>(data, tensor, count);
+    case DataType::kFp64:
+      return FillFixed<double>(data, tensor, count);
+    case DataType::kBytes:
+      return FillBytes(data, tensor, count);
     default:
       return Bad("input '" + tensor.name + "': datatype " +
                  std::string(DataTypeName(tensor.dtype)) +
@@ -192,8 +210,7 @@ Status ParseRequestParameters(const Value& params, InferenceRequest& request,
     };
     auto need_bool = [&](bool* out) -> Status {
       if (!v.IsBool()) {
-        return Bad("request parameter '" + key + "' must be a bool, got a JSON " +
-                   JsonTypeName(v));
+        return Bad("request parameter '" + key + "' must be a bool, got a JSON " + JsonTypeName(v));
       }
       *out = v.GetBool();
       return Status::Ok();
@@ -297,8 +314,7 @@ Result<std::unique_ptr<InferenceRequest>> ParseInferRequest(
                std::to_string(doc.GetErrorOffset()));
   }
   if (!doc.IsObject()) {
-    return Bad(std::string("the request JSON must be an object, got a JSON ") +
-               JsonTypeName(doc));
+    return Bad(std::string("the request JSON must be an object, got a JSON ") + JsonTypeName(doc));
   }
 
   auto request = std::make_unique<InferenceRequest>();
@@ -390,10 +406,9 @@ Result<std::unique_ptr<InferenceRequest>> ParseInferRequest(
       offset += size;
       if (tensor.dtype == DataType::kBytes) {
         if (!ValidateBytesBuffer(tensor.data, tensor.byte_size, count)) {
-          return Bad("input '" + tensor.name + "': binary BYTES data of " +
-                     std::to_string(size) + " bytes does not hold exactly " +
-                     std::to_string(count) + " length-prefixed elements for shape " +
-                     ShapeString(tensor.shape));
+          return Bad("input '" + tensor.name + "': binary BYTES data of " + std::to_string(size) +
+                     " bytes does not hold exactly " + std::to_string(count) +
+                     " length-prefixed elements for shape " + ShapeString(tensor.shape));
         }
       } else if (size != static_cast<uint64_t>(count) * elem) {
         return Bad("input '" + tensor.name + "': binary_data_size " + std::to_string(size) +
@@ -536,24 +551,49 @@ void WriteJsonData(JsonWriter& w, const Tensor& t) {
   const char* p = t.data;
   for (int64_t i = 0; i < n; ++i, p += elem) {
     switch (t.dtype) {
-      case DataType::kBool: w.Bool(*p != 0); break;
-      case DataType::kUint8: w.Uint(Load<uint8_t>(p)); break;
-      case DataType::kUint16: w.Uint(Load<uint16_t>(p)); break;
-      case DataType::kUint32: w.Uint(Load<uint32_t>(p)); break;
-      case DataType::kUint64: w.Uint64(Load<uint64_t>(p)); break;
-      case DataType::kInt8: w.Int(Load<int8_t>(p)); break;
-      case DataType::kInt16: w.Int(Load<int16_t>(p)); break;
-      case DataType::kInt32: w.Int(Load<int32_t>(p)); break;
-      case DataType::kInt64: w.Int64(Load<int64_t>(p)); break;
-      case DataType::kFp16: WriteFloat(w, HalfToFloat(Load<uint16_t>(p))); break;
+      case DataType::kBool:
+        w.Bool(*p != 0);
+        break;
+      case DataType::kUint8:
+        w.Uint(Load<uint8_t>(p));
+        break;
+      case DataType::kUint16:
+        w.Uint(Load<uint16_t>(p));
+        break;
+      case DataType::kUint32:
+        w.Uint(Load<uint32_t>(p));
+        break;
+      case DataType::kUint64:
+        w.Uint64(Load<uint64_t>(p));
+        break;
+      case DataType::kInt8:
+        w.Int(Load<int8_t>(p));
+        break;
+      case DataType::kInt16:
+        w.Int(Load<int16_t>(p));
+        break;
+      case DataType::kInt32:
+        w.Int(Load<int32_t>(p));
+        break;
+      case DataType::kInt64:
+        w.Int64(Load<int64_t>(p));
+        break;
+      case DataType::kFp16:
+        WriteFloat(w, HalfToFloat(Load<uint16_t>(p)));
+        break;
       case DataType::kBf16: {
         uint32_t bits = static_cast<uint32_t>(Load<uint16_t>(p)) << 16;
         WriteFloat(w, Load<float>(reinterpret_cast<const char*>(&bits)));
         break;
       }
-      case DataType::kFp32: WriteFloat(w, Load<float>(p)); break;
-      case DataType::kFp64: WriteFloat(w, Load<double>(p)); break;
-      default: break;
+      case DataType::kFp32:
+        WriteFloat(w, Load<float>(p));
+        break;
+      case DataType::kFp64:
+        WriteFloat(w, Load<double>(p));
+        break;
+      default:
+        break;
     }
   }
   w.EndArray();

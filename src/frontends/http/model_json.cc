@@ -62,9 +62,9 @@ Result<Document> ParseObject(const std::string& body, const char* what) {
   Document doc;
   doc.Parse<rapidjson::kParseIterativeFlag>(body.data(), body.size());
   if (doc.HasParseError()) {
-    return InvalidArgument(std::string("failed to parse the ") + what + " request JSON: " +
-                           rapidjson::GetParseError_En(doc.GetParseError()) + " at offset " +
-                           std::to_string(doc.GetErrorOffset()));
+    return InvalidArgument(std::string("failed to parse the ") + what +
+                           " request JSON: " + rapidjson::GetParseError_En(doc.GetParseError()) +
+                           " at offset " + std::to_string(doc.GetErrorOffset()));
   }
   if (!doc.IsObject()) {
     return InvalidArgument(std::string("the ") + what + " request JSON must be an object");
@@ -72,9 +72,7 @@ Result<Document> ParseObject(const std::string& body, const char* what) {
   return doc;
 }
 
-bool IsBlank(const std::string& s) {
-  return s.find_first_not_of(" \t\r\n") == std::string::npos;
-}
+bool IsBlank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
 
 }  // namespace
 
@@ -237,7 +235,8 @@ Status UpdateLogSettings(const std::string& body, LogSettings* settings) {
       FS_RETURN_IF_ERROR(need_bool(&next.error));
     } else if (key == "log_verbose_level") {
       if (!v.IsInt() || v.GetInt() < 0) {
-        return InvalidArgument("logging setting 'log_verbose_level' must be a non-negative integer");
+        return InvalidArgument(
+            "logging setting 'log_verbose_level' must be a non-negative integer");
       }
       next.verbose = v.GetInt();
     } else if (key == "log_format") {
