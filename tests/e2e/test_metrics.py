@@ -1,11 +1,8 @@
 """Prometheus metrics on --metrics-port: exposition format, Triton's names, histograms,
 flags, and a real Prometheus server scraping us."""
-import pathlib
 import re
 import shutil
-import socket
 import subprocess
-import tempfile
 import time
 
 import pytest

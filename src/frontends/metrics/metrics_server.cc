@@ -197,7 +197,8 @@ Result<std::unique_ptr<MetricsServer>> MetricsServer::Start(InferenceServer* ser
   impl->settings = std::move(settings.value());
   impl->sampler = std::make_unique<ProcessStatsSampler>(impl->settings.interval_ms);
   auto listener = HttpListener::Start(
-      options.address, options.port, 1, [server, impl](const HttpRequest& req, HttpRespond respond) {
+      options.address, options.port, 1,
+      [server, impl](const HttpRequest& req, HttpRespond respond) {
         HttpReply reply;
         if (req.path() != "/metrics") {
           reply.status = 404;

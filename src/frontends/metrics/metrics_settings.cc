@@ -7,8 +7,8 @@ namespace flowserve {
 
 // From well under a millisecond (an identity model) to seconds (a large CPU model): a
 // 1-2.5-5 ladder keeps quantile estimates within a factor of ~2.5 anywhere in range.
-const std::vector<double> kDefaultRequestBucketsMs = {0.5, 1,   2.5,  5,    10,   25,  50,
-                                                      100, 250, 500,  1000, 2500, 5000, 10000};
+const std::vector<double> kDefaultRequestBucketsMs = {0.5, 1,   2.5, 5,    10,   25,   50,
+                                                      100, 250, 500, 1000, 2500, 5000, 10000};
 
 namespace {
 
@@ -67,9 +67,10 @@ Result<MetricsSettings> ParseMetricsSettings(const MetricsOptions& options) {
       if (!b.ok()) return b.status();
       s.compute_buckets = *b;
     } else if (key == "summary_latencies" || key == "summary_quantiles") {
-      FS_LOG_WARNING("--metrics-config {}: summaries are not supported; latency histograms "
-                     "(histogram_latencies, histogram_*_buckets) give the same quantiles",
-                     key);
+      FS_LOG_WARNING(
+          "--metrics-config {}: summaries are not supported; latency histograms "
+          "(histogram_latencies, histogram_*_buckets) give the same quantiles",
+          key);
     } else {
       return InvalidArgument(
           "--metrics-config " + entry +
