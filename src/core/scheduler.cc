@@ -200,14 +200,33 @@ void Scheduler::TakeFront(size_t n, Batch& batch) {
                                              std::memory_order_relaxed);
 }
 
+bool Scheduler::SpinForWork() const {
+  constexpr uint64_t kSpinNs = 100'000;
+  const uint64_t until = NowNs() + kSpinNs;
+  for (int i = 0;; ++i) {
+    if (queued_.load(std::memory_order_relaxed) > 0 || draining_.load(std::memory_order_relaxed)) {
+      return true;
+    }
+    if ((i & 63) == 63 && NowNs() >= until) return false;
+    __builtin_ia32_pause();
+  }
+}
+
 bool Scheduler::NextBatch(std::unique_lock<std::mutex>& lock, Batch& batch, Batch& expired,
-                          uint64_t& seq) {
+                          uint64_t& seq, bool hot) {
   for (;;) {
     const uint64_t now = NowNs();
     const uint64_t next_deadline = ExpireTimedOut(now, expired);
     if (!expired.empty()) return true;  // answer them first, then come back
     if (queued_ == 0) {
       if (draining_) return false;
+      if (hot) {
+        hot = false;  // spin once per executed batch, then sleep
+        lock.unlock();
+        const bool work = SpinForWork();
+        lock.lock();
+        if (work) continue;
+      }
       cv_.wait(lock);
       continue;
     }
@@ -287,12 +306,13 @@ bool Scheduler::NextBatch(std::unique_lock<std::mutex>& lock, Batch& batch, Batc
 
 void Scheduler::WorkerLoop(BackendInstance* instance) {
   Batch batch, expired;
+  bool hot = false;
   for (;;) {
     uint64_t seq = 0;
     uint64_t dequeue_ns = 0;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      if (!NextBatch(lock, batch, expired, seq)) return;
+      if (!NextBatch(lock, batch, expired, seq, hot)) return;
       dequeue_ns = NowNs();
     }
     for (auto& r : expired) {
@@ -305,6 +325,7 @@ void Scheduler::WorkerLoop(BackendInstance* instance) {
     if (!batch.empty()) {
       Execute(instance, batch, dequeue_ns, seq);
       batch.clear();
+      hot = true;
     }
   }
 }

@@ -3,6 +3,7 @@
 // thread; with dynamic batching a free instance takes as many compatible requests as
 // the config allows (preferred sizes, max queue delay), otherwise one at a time.
 // Requests wait in per-priority-level queues with Triton's queue policies.
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -73,7 +74,12 @@ class Scheduler {
   void WorkerLoop(BackendInstance* instance);
   // Blocks until a batch is ready or requests timed out; false when draining and
   // nothing is left. `seq` numbers batches in the order they leave the queue.
-  bool NextBatch(std::unique_lock<std::mutex>& lock, Batch& batch, Batch& expired, uint64_t& seq);
+  // `hot`: this worker just executed, so a request may be on its way; spin briefly
+  // before sleeping, because a futex wake-up costs more than the request itself.
+  bool NextBatch(std::unique_lock<std::mutex>& lock, Batch& batch, Batch& expired, uint64_t& seq,
+                 bool hot);
+  // Spins up to kSpinNs for a request or a drain; true when one came.
+  bool SpinForWork() const;
   // Moves timed-out requests out (REJECT) or to the back (DELAY); returns the
   // earliest deadline still pending (UINT64_MAX when none).
   uint64_t ExpireTimedOut(uint64_t now, Batch& expired);
@@ -93,10 +99,10 @@ class Scheduler {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::map<uint64_t, Level> levels_;  // priority level -> queues; 1 is the highest
-  size_t queued_ = 0;
+  std::atomic<size_t> queued_{0};  // written under mu_; read without it while spinning
   size_t with_deadline_ = 0;  // queued requests that can time out
   uint64_t next_seq_ = 0;
-  bool draining_ = false;
+  std::atomic<bool> draining_{false};
 
   std::mutex order_mu_;
   uint64_t next_to_deliver_ = 0;
