@@ -13,18 +13,22 @@ LogSettings g_settings;
 std::atomic<int> g_verbose{0};
 }  // namespace
 
-void ConfigureLogging(const LogSettings& s) {
+Status ConfigureLogging(const LogSettings& s) {
   std::lock_guard<std::mutex> lock(g_mu);
-  g_settings = s;
-  g_verbose = s.verbose;
   spdlog::drop("flowserve");
   spdlog::drop("flowserve-file");
   std::shared_ptr<spdlog::logger> logger;
-  if (!s.file.empty()) {
-    logger = spdlog::basic_logger_mt("flowserve-file", s.file);
-  } else {
-    logger = spdlog::stderr_logger_mt("flowserve");
+  try {  // spdlog reports a file it cannot open by throwing; keep that inside this layer
+    if (!s.file.empty()) {
+      logger = spdlog::basic_logger_mt("flowserve-file", s.file);
+    } else {
+      logger = spdlog::stderr_logger_mt("flowserve");
+    }
+  } catch (const std::exception& e) {
+    return InvalidArgument("cannot open log file '" + s.file + "': " + e.what());
   }
+  g_settings = s;
+  g_verbose = s.verbose;
   // %L is the level's first letter, as tritonserver prints it (I, W, E, D).
   if (s.format == "ISO8601") {
     logger->set_pattern("%Y-%m-%dT%H:%M:%SZ %L %t %s:%#] %v", spdlog::pattern_time_type::utc);
@@ -39,6 +43,7 @@ void ConfigureLogging(const LogSettings& s) {
   logger->set_level(level);
   logger->flush_on(spdlog::level::info);
   spdlog::set_default_logger(logger);
+  return Status::Ok();
 }
 
 LogSettings CurrentLogSettings() {

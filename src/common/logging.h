@@ -5,6 +5,8 @@
 
 #include <string>
 
+#include "common/status.h"
+
 namespace flowserve {
 
 struct LogSettings {
@@ -16,7 +18,8 @@ struct LogSettings {
   std::string file;                // empty: stderr
 };
 
-void ConfigureLogging(const LogSettings& settings);
+// Fails (keeping the previous settings) when the log file cannot be opened.
+Status ConfigureLogging(const LogSettings& settings);
 LogSettings CurrentLogSettings();
 int LogVerboseLevel();
 

@@ -9,19 +9,11 @@
 namespace flowserve {
 
 const std::vector<std::string>& ServerExtensions() {
-  static const std::vector<std::string> kExtensions = {"classification",
-                                                       "sequence",
-                                                       "model_repository",
-                                                       "model_repository(unload_dependents)",
-                                                       "schedule_policy",
-                                                       "model_configuration",
-                                                       "system_shared_memory",
-                                                       "cuda_shared_memory",
-                                                       "binary_tensor_data",
-                                                       "parameters",
-                                                       "statistics",
-                                                       "trace",
-                                                       "logging"};
+  // Only what is implemented: shared memory and sequence batching are not (yet).
+  static const std::vector<std::string> kExtensions = {
+      "classification", "model_repository", "model_repository(unload_dependents)",
+      "schedule_policy", "model_configuration", "binary_tensor_data", "parameters",
+      "statistics", "trace", "logging"};
   return kExtensions;
 }
 

@@ -152,7 +152,10 @@ int main(int argc, char** argv) {
   Flags flags;
   CLI::App app{"flowserve: an inference server speaking the KServe v2 / Triton protocols"};
   if (int rc = ParseFlags(argc, argv, flags, app); rc >= 0) return rc;
-  ConfigureLogging(flags.log);
+  if (Status st = ConfigureLogging(flags.log); !st.ok()) {
+    std::fprintf(stderr, "error: %s\n", st.message().c_str());
+    return 2;
+  }
   if (Status st = ApplyFlags(flags, app); !st.ok()) {
     FS_LOG_ERROR("{}", st.message());
     return 2;
@@ -178,17 +181,7 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  std::unique_ptr<HttpServer> http;
-  std::unique_ptr<MetricsServer> metrics;
-  if (flags.allow_http) {
-    auto h = HttpServer::Start(core, flags.http);
-    if (!h.ok()) {
-      FS_LOG_ERROR("failed to start HTTP service: {}", h.status().message());
-      return 1;
-    }
-    http = std::move(h.value());
-    FS_LOG_INFO("Started HTTPService at {}:{}", flags.http.address, http->port());
-  }
+  // gRPC first: once HTTP answers, every frontend is listening (tests and probes rely on it).
 #ifdef FLOWSERVE_WITH_GRPC
   std::unique_ptr<GrpcServer> grpc;
   if (flags.allow_grpc) {
@@ -203,6 +196,7 @@ int main(int argc, char** argv) {
 #else
   if (flags.allow_grpc) FS_LOG_WARNING("this build has no gRPC frontend");
 #endif
+  std::unique_ptr<MetricsServer> metrics;
   if (flags.allow_metrics) {
     auto m = MetricsServer::Start(core, flags.metrics);
     if (!m.ok()) {
@@ -213,6 +207,16 @@ int main(int argc, char** argv) {
     FS_LOG_INFO("Started Metrics Service at {}:{}", flags.metrics.address, metrics->port());
   }
 
+  std::unique_ptr<HttpServer> http;
+  if (flags.allow_http) {
+    auto h = HttpServer::Start(core, flags.http);
+    if (!h.ok()) {
+      FS_LOG_ERROR("failed to start HTTP service: {}", h.status().message());
+      return 1;
+    }
+    http = std::move(h.value());
+    FS_LOG_INFO("Started HTTPService at {}:{}", flags.http.address, http->port());
+  }
   int sig = 0;
   sigwait(&signals, &sig);
   FS_LOG_INFO("received {}: draining (up to {} s)", sig == SIGINT ? "SIGINT" : "SIGTERM",

@@ -150,11 +150,7 @@ grpc::ServerUnaryReactor* Service::LogSettings(Ctx* ctx, const LogSettingsReques
     if (!s.file.empty() && !std::ofstream(s.file, std::ios::app)) {
       return FinishNow(ctx, InvalidArgument("cannot open log_file '" + s.file + "'"));
     }
-    try {
-      ConfigureLogging(s);
-    } catch (const std::exception& e) {  // spdlog reports sink failures by throwing
-      return FinishNow(ctx, Internal(std::string("cannot apply log settings: ") + e.what()));
-    }
+    if (Status st = ConfigureLogging(s); !st.ok()) return FinishNow(ctx, st);
   }
   auto& out = *resp->mutable_settings();
   out["log_file"].set_string_param(s.file);

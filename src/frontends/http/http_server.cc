@@ -262,7 +262,8 @@ class Router {
     LogSettings settings = CurrentLogSettings();
     Status st = UpdateLogSettings(*req.body(), &settings);
     if (!st.ok()) return respond(ErrorReply(st));
-    ConfigureLogging(settings);
+    st = ConfigureLogging(settings);
+    if (!st.ok()) return respond(ErrorReply(st));
     respond(JsonReply(LogSettingsJson(CurrentLogSettings())));
   }
 
