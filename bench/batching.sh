@@ -16,6 +16,7 @@ REPO=${REPO:-$ROOT/model_repository}
 SECS=${SECS:-5}
 DELAY_US=${DELAY_US:-0}
 PY=/usr/bin/python3
+. "$ROOT/bench/lib.sh"
 for f in "$BIN" "$RAW"; do [[ -x $f ]] || { echo "missing $f (build with FLOWSERVE_WITH_PYTORCH=ON)"; exit 1; }; done
 command -v wrk >/dev/null || { echo "wrk not found (apt-get install wrk)"; exit 1; }
 
@@ -44,15 +45,11 @@ for m in digits resnet50; do
 done
 [[ ${#MODELS[@]} -gt 0 ]] || { echo "no model.pt under $REPO"; exit 1; }
 
-PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 "$BIN" --model-repository="$WORK/repo" --http-port="$PORT" --http-address=127.0.0.1 \
   --allow-grpc=false --allow-metrics=false --log-info=false >"$WORK/server.log" 2>&1 &
 SERVER=$!
-for _ in $(seq 600); do
-  curl -sf "http://127.0.0.1:$PORT/v2/health/ready" >/dev/null && break
-  kill -0 $SERVER 2>/dev/null || { cat "$WORK/server.log"; exit 1; }
-  sleep 0.1
-done
+wait_ready "$PORT" "$SERVER" "$WORK/server.log"
 
 # One request body: JSON header + one raw FP32 item. Prints the header length.
 make_body() {  # file input output shape...

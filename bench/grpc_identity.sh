@@ -12,22 +12,13 @@ LOAD=${GRPC_LOAD:-$(dirname "$BIN")/tools/grpc_load/grpc_load}
 SECS=${SECS:-5}
 ELEMENTS=${ELEMENTS:-16}
 PY=/usr/bin/python3
+. "$ROOT/bench/lib.sh"
 for f in "$BIN" "$LOAD"; do
   [[ -x $f ]] || { echo "missing $f (FLOWSERVE_WITH_GRPC=ON; ninja flowserve grpc_load)"; exit 1; }
 done
 
 WORK=$(mktemp -d)
-mkdir -p "$WORK/repo/identity/1"
-cat >"$WORK/repo/identity/config.pbtxt" <<'PBTXT'
-name: "identity"
-backend: "identity"
-max_batch_size: 0
-input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ -1 ] } ]
-output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ -1 ] } ]
-PBTXT
-free_port() {
-  $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+write_identity_model "$WORK/repo"
 HTTP_PORT=$(free_port)
 GRPC_PORT=$(free_port)
 "$BIN" --model-repository="$WORK/repo" --http-port="$HTTP_PORT" --http-address=127.0.0.1 \
@@ -35,11 +26,7 @@ GRPC_PORT=$(free_port)
   --log-info=false >"$WORK/server.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
-for _ in $(seq 600); do
-  curl -sf "http://127.0.0.1:$HTTP_PORT/v2/health/ready" >/dev/null && break
-  kill -0 $SERVER 2>/dev/null || { cat "$WORK/server.log"; exit 1; }
-  sleep 0.1
-done
+wait_ready "$HTTP_PORT" "$SERVER" "$WORK/server.log"
 
 echo "gRPC ModelInfer, identity model, $ELEMENTS x FP32, ${SECS}s per point" \
   "($(nproc) cores, client on the same machine)"

@@ -23,17 +23,10 @@ cleanup() {
   rm -rf "$TMP"
 }
 trap cleanup EXIT
-free_port() { $PY -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+. "$ROOT/bench/lib.sh"
 
 # --- model and request bodies -----------------------------------------------------------
-mkdir -p "$TMP/repo/identity/1"
-cat > "$TMP/repo/identity/config.pbtxt" <<'PB'
-name: "identity"
-backend: "identity"
-max_batch_size: 0
-input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ -1 ] } ]
-output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ -1 ] } ]
-PB
+write_identity_model "$TMP/repo"
 BIN_HLEN=$($PY - "$TMP" <<'PY'
 import json, struct, sys
 tmp = sys.argv[1]
@@ -55,12 +48,7 @@ FS_PORT=$(free_port)
   --http-thread-count="$THREADS" --allow-grpc=false --allow-metrics=false \
   --log-info=false >"$TMP/flowserve.log" 2>&1 &
 PIDS+=($!)
-for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:$FS_PORT/v2/health/ready" >/dev/null && break
-  sleep 0.1
-done
-curl -sf "http://127.0.0.1:$FS_PORT/v2/health/ready" >/dev/null ||
-  { echo "flowserve did not start:"; cat "$TMP/flowserve.log"; exit 1; }
+wait_ready "$FS_PORT" "${PIDS[-1]}" "$TMP/flowserve.log"
 URL="http://127.0.0.1:$FS_PORT/v2/models/identity/infer"
 
 # Record flowserve's real replies: nginx sends bodies (and the framing header) of the same size.

@@ -12,22 +12,19 @@ RAW=${TORCH_RAW_BENCH:-$(dirname "$BIN")/tools/torch_raw_bench/torch_raw_bench}
 REPO=${REPO:-$ROOT/model_repository}
 SECS=${SECS:-5}
 PY=/usr/bin/python3
+. "$ROOT/bench/lib.sh"
 for f in "$BIN" "$RAW"; do [[ -x $f ]] || { echo "missing $f (build with FLOWSERVE_WITH_PYTORCH=ON)"; exit 1; }; done
 command -v wrk >/dev/null || { echo "wrk not found (apt-get install wrk)"; exit 1; }
 
 $PY "$ROOT/examples/build_repository.py" --out "$REPO" ${RESNET50:+--resnet50} >&2
 WORK=$(mktemp -d)
-PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 "$BIN" --model-repository="$REPO" --http-port="$PORT" --http-address=127.0.0.1 \
   --grpc-port=0 --metrics-port=0 --allow-grpc=false --allow-metrics=false \
   --log-info=false >"$WORK/server.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
-for _ in $(seq 600); do
-  curl -sf "http://127.0.0.1:$PORT/v2/health/ready" >/dev/null && break
-  kill -0 $SERVER 2>/dev/null || { cat "$WORK/server.log"; exit 1; }
-  sleep 0.1
-done
+wait_ready "$PORT" "$SERVER" "$WORK/server.log"
 
 cat >"$WORK/body.lua" <<'LUA'
 local f = io.open(os.getenv("BODY_FILE"), "rb")

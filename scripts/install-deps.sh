@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages flowserve needs to build, serve and test. Idempotent:
 # asks apt only for what is missing, through sudo when not root.
+# `--fuzz` installs only what `make fuzz` adds (clang and libFuzzer), so that `make test`
+# on a fresh machine pulls no more than it needs. (g++'s ASan/UBSan/TSan runtimes come
+# with build-essential, so `make test-asan` / `test-tsan` need nothing extra.)
 set -euo pipefail
 
 packages=(
@@ -14,6 +17,10 @@ packages=(
   python3-gevent python3-geventhttpclient python3-rapidjson
   wrk nginx-light prometheus openssl curl
 )
+if [ "${1:-}" = "--fuzz" ]; then
+  # libFuzzer's runtime is in libclang-rt; llvm-14 brings the symbolizer for stack traces.
+  packages=(clang-14 libclang-rt-14-dev llvm-14)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

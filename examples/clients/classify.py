@@ -63,11 +63,13 @@ def infer(url, model, input_name, pixels, output_name, class_count):
 def main():
     p = argparse.ArgumentParser(description="Top-3 classes of a digit image.")
     p.add_argument("image", help="PNG of a digit (e.g. examples/data/digit_3.png)")
-    p.add_argument("--url", default="http://localhost:8000")
+    p.add_argument("--url", default="http://localhost:8000", help="server URL (default %(default)s)")
     p.add_argument("--pipeline", action="store_true",
                    help="send raw UINT8 pixels to the digits_pipeline ensemble, which scales "
                         "them on the server (digits_preprocess) before digits")
     args = p.parse_args()
+    if "://" not in args.url:  # tritonclient-style "localhost:8000"
+        args.url = "http://" + args.url
     pixels = load_pixels(args.image)
     if args.pipeline:
         result = infer(args.url, "digits_pipeline", "IMAGE", pixels, "SCORES", 3)

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <set>
 
 #include "backends/backend.h"
 #include "common/logging.h"
@@ -30,6 +31,21 @@ bool SameItemShapes(const InferenceRequest& a, const InferenceRequest& b) {
 }
 
 uint64_t ArrivalNs(const InferenceRequest& r) { return r.arrival_ns ? r.arrival_ns : r.enqueue_ns; }
+
+// Every live scheduler of the process, so that the server's exit can answer what is
+// still queued without a path through the model table (which may be reloading).
+struct SchedulerRegistry {
+  std::mutex mu;
+  std::set<Scheduler*> live;
+  std::atomic<bool> exiting{false};
+};
+
+SchedulerRegistry& Registry() {
+  static auto* registry = new SchedulerRegistry;  // never destroyed: threads may outlive main
+  return *registry;
+}
+
+constexpr const char* kExiting = "Server is exiting: the request was still queued at the exit timeout";
 
 }  // namespace
 
@@ -85,9 +101,57 @@ Scheduler::Scheduler(ModelVersion* model, BatchingPolicy policy,
   for (auto& inst : instances_) {
     workers_.emplace_back([this, i = inst.get()] { WorkerLoop(i); });
   }
+  std::lock_guard<std::mutex> lock(Registry().mu);
+  Registry().live.insert(this);
 }
 
-Scheduler::~Scheduler() { Drain(); }
+Scheduler::~Scheduler() {
+  {
+    std::lock_guard<std::mutex> lock(Registry().mu);
+    Registry().live.erase(this);
+  }
+  Drain();
+}
+
+Scheduler::Batch Scheduler::TakeAll() {
+  Batch all;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (queued_ == 0) return all;
+  TakeFront(queued_, all);
+  for (auto& r : all) {
+    model_->stats().RecordFailure(FailureReason::kRejected, NowNs() - ArrivalNs(*r));
+  }
+  return all;
+}
+
+size_t Scheduler::CancelAllQueued() {
+  SchedulerRegistry& reg = Registry();
+  reg.exiting = true;
+  // Responses are built under the registry lock (the schedulers are alive), callbacks
+  // run after it: dropping a request may drop the last reference to its model version,
+  // whose destructor unregisters its scheduler.
+  std::vector<std::pair<std::unique_ptr<InferenceRequest>, std::unique_ptr<InferenceResponse>>>
+      answers;
+  {
+    std::lock_guard<std::mutex> lock(reg.mu);
+    for (Scheduler* s : reg.live) {
+      for (auto& r : s->TakeAll()) {
+        auto resp = std::make_unique<InferenceResponse>();
+        resp->model_name = s->model_->name();
+        resp->model_version = s->model_->version();
+        resp->id = r->id;
+        resp->status = Unavailable(kExiting);
+        answers.emplace_back(std::move(r), std::move(resp));
+      }
+    }
+  }
+  for (auto& [request, resp] : answers) {
+    auto cb = std::move(request->on_complete);
+    request.reset();
+    cb(std::move(resp));
+  }
+  return answers.size();
+}
 
 Status Scheduler::Enqueue(std::unique_ptr<InferenceRequest>& request) {
   // As Triton: a priority of 0 or beyond the configured levels means the default.
@@ -114,6 +178,8 @@ Status Scheduler::Enqueue(std::unique_ptr<InferenceRequest>& request) {
       return Unavailable("model '" + model_->name() + "' version " +
                          std::to_string(model_->version()) + " is unloading");
     }
+    // Checked under mu_: CancelAllQueued empties this queue under it after setting the flag.
+    if (Registry().exiting.load()) return Unavailable(kExiting);
     const bool full =
         qp.max_queue_size > 0 && lvl.queue.size() + lvl.delayed.size() >= qp.max_queue_size;
     if (!full) {

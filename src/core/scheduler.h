@@ -54,6 +54,12 @@ class Scheduler {
   void Drain();
   size_t QueueSize() const;
 
+  // Server exit: answers every request still queued in any scheduler of the process
+  // with Unavailable (requests already executing finish normally), and from then on
+  // refuses new ones the same way, so a request is never left to a reset connection.
+  // Returns how many were answered.
+  static size_t CancelAllQueued();
+
  private:
   using Batch = std::vector<std::unique_ptr<InferenceRequest>>;
   struct Pending {
@@ -87,6 +93,8 @@ class Scheduler {
   void TakeFront(size_t n, Batch& batch);
   void Execute(BackendInstance* instance, Batch& batch, uint64_t dequeue_ns, uint64_t seq);
   void Reject(std::unique_ptr<InferenceRequest> request, const Status& status);
+  // Empties every queue; the caller answers what it got, outside mu_.
+  Batch TakeAll();
   // Hands responses to their frontends; with preserve_ordering, batch by batch in
   // `seq` order.
   void Deliver(uint64_t seq, std::vector<Delivery> deliveries);

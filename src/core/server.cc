@@ -5,6 +5,7 @@
 #include "common/logging.h"
 #include "core/model_manager.h"
 #include "core/repository_poller.h"
+#include "core/scheduler.h"
 
 namespace flowserve {
 
@@ -114,11 +115,24 @@ void InferenceServer::Infer(std::unique_ptr<InferenceRequest> request) {
 void InferenceServer::BeginShutdown() { shutting_down_ = true; }
 
 bool InferenceServer::WaitForIdle(std::chrono::steady_clock::time_point deadline) const {
-  while (in_flight_.load(std::memory_order_acquire) > 0) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
+  auto idle = [this] { return in_flight_.load(std::memory_order_acquire) == 0; };
+  while (!idle()) {
+    if (std::chrono::steady_clock::now() >= deadline) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  return true;
+  if (idle()) return true;
+  // Out of time. What is queued is answered now (503 / UNAVAILABLE) while the frontends
+  // can still write it. What is executing cannot be interrupted inside a backend, and
+  // the process cannot exit before those instance threads return anyway (unloading
+  // joins them), so their answers are awaited too: stopping the frontends first would
+  // only turn a result that is on its way into a reset connection.
+  const size_t cancelled = Scheduler::CancelAllQueued();
+  const int64_t executing = in_flight_.load();
+  FS_LOG_WARNING("exit timeout: answered {} queued request(s) with an error; waiting for {} "
+                 "executing request(s) to finish",
+                 cancelled, executing);
+  while (!idle()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  return false;
 }
 
 Result<int64_t> ParseModelVersion(const std::string& text) {

@@ -57,7 +57,9 @@ class InferenceServer {
 
   // Graceful stop: not ready at once, new inferences refused, in-flight ones finish.
   void BeginShutdown();
-  // Waits until no request is in flight or the deadline passes; true when drained.
+  // Waits until no request is in flight. At the deadline, answers every request still
+  // queued with Unavailable and then waits for the ones executing (a backend call cannot
+  // be interrupted). True when everything was answered before the deadline.
   bool WaitForIdle(std::chrono::steady_clock::time_point deadline) const;
   int64_t InFlight() const { return in_flight_.load(); }
 

@@ -6,6 +6,7 @@
 
 #include "backends/backend.h"
 #include "common/logging.h"
+#include "core/api_auth.h"
 #include "core/server.h"
 #include "frontends/http/http_server.h"
 #include "frontends/metrics/metrics_server.h"
@@ -34,6 +35,9 @@ struct Flags {
   std::vector<std::string> backend_config;
   std::string grpc_server_cert, grpc_server_key, grpc_root_cert;
   bool grpc_use_ssl = false, grpc_use_ssl_mutual = false;
+  std::vector<std::string> http_restricted, grpc_restricted;
+  std::string auth_token_file;
+  std::shared_ptr<TokenFile> tokens;  // re-read on SIGHUP
 };
 
 // Flags that tritonserver has and that mean nothing without GPUs or plug-in backends.
@@ -67,6 +71,25 @@ int ParseFlags(int argc, char** argv, Flags& f, CLI::App& app) {
   app.add_option("--http-address", f.http.address);
   app.add_option("--http-thread-count", f.http.thread_count)->check(CLI::PositiveNumber);
   app.add_option("--http-max-input-size", f.http.max_input_size)->check(CLI::PositiveNumber);
+  app.add_option("--http-max-header-size", f.http.max_header_size)->check(CLI::PositiveNumber);
+  app.add_option("--http-idle-timeout-secs", f.http.idle_timeout_secs,
+                 "Close a connection that sends no request for this long; 0 = never")
+      ->check(CLI::Range(0, 86400));
+  app.add_option("--http-request-timeout-secs", f.http.request_timeout_secs,
+                 "A request must arrive whole this long after its first byte (else 408); 0 = "
+                 "no limit")
+      ->check(CLI::Range(0, 86400));
+  app.add_option("--http-max-connections", f.http.max_connections,
+                 "Open HTTP connections beyond this are refused with 503; 0 = no limit")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--http-restricted-api", f.http_restricted,
+                 "<group>[,<group>...]:<header>=<value> (repeatable). Groups: " + ApiGroupNames());
+  app.add_option("--grpc-restricted-protocol,--grpc-restricted-api", f.grpc_restricted,
+                 "<group>[,<group>...]:<key>=<value> (repeatable); the metadata key is "
+                 "triton-grpc-protocol-<key> (or <key>)");
+  app.add_option("--auth-token-file", f.auth_token_file,
+                 "File of tokens, one per line, optionally followed by the groups it opens; "
+                 "re-read when it changes and on SIGHUP");
 
   app.add_option("--allow-grpc", f.allow_grpc);
   app.add_option("--grpc-port", f.grpc.port)->check(CLI::Range(0, 65535));
@@ -85,6 +108,17 @@ int ParseFlags(int argc, char** argv, Flags& f, CLI::App& app) {
   app.add_option("--grpc-http2-min-recv-ping-interval-without-data",
                  f.grpc.http2_min_recv_ping_interval_without_data_ms);
   app.add_option("--grpc-http2-max-ping-strikes", f.grpc.http2_max_ping_strikes);
+  app.add_option("--grpc-max-connection-age", f.grpc.max_connection_age_ms);
+  app.add_option("--grpc-max-connection-age-grace", f.grpc.max_connection_age_grace_ms);
+  app.add_option("--grpc-max-concurrent-streams", f.grpc.max_concurrent_streams,
+                 "Concurrent calls per connection; 0 = no limit")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--grpc-max-message-size", f.grpc.max_message_bytes,
+                 "Largest message received or sent, in bytes")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--grpc-max-metadata-size", f.grpc.max_metadata_bytes,
+                 "Largest request metadata (headers), in bytes; 0 = grpc's default")
+      ->check(CLI::NonNegativeNumber);
 #endif
 
   app.add_option("--allow-metrics", f.allow_metrics);
@@ -143,6 +177,22 @@ Status ApplyFlags(Flags& f, CLI::App& app) {
   f.grpc.server_key = f.grpc_server_key;
   f.grpc.root_cert = f.grpc_root_cert;
 #endif
+  if (!f.auth_token_file.empty()) {
+    auto tokens = TokenFile::Open(f.auth_token_file);
+    if (!tokens.ok()) return tokens.status();
+    f.tokens = std::move(tokens).value();
+    FS_LOG_INFO("auth: {} token(s) loaded from '{}'; every API group but health needs one",
+                f.tokens->size(), f.auth_token_file);
+  }
+  auto http_auth = ApiAuth::Create(f.http_restricted, "", f.tokens);
+  if (!http_auth.ok()) return http_auth.status().WithContext("--http-restricted-api: ");
+  f.http.auth = std::move(http_auth).value();
+#ifdef FLOWSERVE_WITH_GRPC
+  // Triton's gRPC frontend reads restricted keys as triton-grpc-protocol-<key>.
+  auto grpc_auth = ApiAuth::Create(f.grpc_restricted, "triton-grpc-protocol-", f.tokens);
+  if (!grpc_auth.ok()) return grpc_auth.status().WithContext("--grpc-restricted-protocol: ");
+  f.grpc.auth = std::move(grpc_auth).value();
+#endif
   return Status::Ok();
 }
 
@@ -166,6 +216,7 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);  // re-read the auth token file
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
@@ -218,7 +269,18 @@ int main(int argc, char** argv) {
     FS_LOG_INFO("Started HTTPService at {}:{}", flags.http.address, http->port());
   }
   int sig = 0;
-  sigwait(&signals, &sig);
+  for (;;) {
+    sigwait(&signals, &sig);
+    if (sig != SIGHUP) break;
+    if (!flags.tokens) {
+      FS_LOG_INFO("received SIGHUP: no --auth-token-file to re-read");
+    } else if (Status st = flags.tokens->Reload(); st.ok()) {
+      FS_LOG_INFO("received SIGHUP: {} token(s) loaded from '{}'", flags.tokens->size(),
+                  flags.tokens->path());
+    } else {
+      FS_LOG_WARNING("received SIGHUP: {}; keeping the tokens loaded before", st.message());
+    }
+  }
   FS_LOG_INFO("received {}: draining (up to {} s)", sig == SIGINT ? "SIGINT" : "SIGTERM",
               flags.server.exit_timeout_secs);
   core->BeginShutdown();

@@ -111,3 +111,14 @@ def run_to_exit(repo, args=(), timeout=60):
            f"--grpc-port={free_port()}", f"--metrics-port={free_port()}", *args]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     return p.returncode, p.stdout + p.stderr
+
+
+def labelled_config(name):
+    """An identity model whose FP32 [4] output has labels.txt (for classification)."""
+    return f"""
+name: "{name}"
+backend: "identity"
+max_batch_size: 0
+input [ {{ name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] }} ]
+output [ {{ name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] label_filename: "labels.txt" }} ]
+"""

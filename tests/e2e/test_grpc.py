@@ -17,7 +17,7 @@ import requests
 
 import grpc_stubs
 from cases import DATATYPES, MODEL_ERROR_CASES
-from harness import BIN, Server, free_port, identity_config, write_model
+from harness import BIN, Server, free_port, identity_config, write_model, labelled_config
 
 pb2, pb2_grpc = grpc_stubs.load()
 
@@ -41,13 +41,7 @@ def model_with_params(name, dtype="TYPE_FP32", dims="[ -1 ]", max_batch_size=0, 
                            extra=extra)
 
 
-LABELLED = """
-name: "labelled"
-backend: "identity"
-max_batch_size: 0
-input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
-output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] label_filename: "labels.txt" } ]
-"""
+LABELLED = labelled_config("labelled")
 
 
 def build_repo(repo):

@@ -13,7 +13,7 @@ import requests
 
 import cases
 from cases import DATATYPES, HTTP_BODY_ERROR_CASES, MODEL_ERROR_CASES
-from harness import Server, identity_config, write_model
+from harness import Server, identity_config, write_model, labelled_config
 
 TWO_IO = """
 name: "two"
@@ -25,13 +25,7 @@ output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ -1 ] },
          { name: "OUTPUT1" data_type: TYPE_INT32 dims: [ -1 ] } ]
 """
 
-CLASSIFY = """
-name: "classify"
-backend: "identity"
-max_batch_size: 0
-input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
-output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] label_filename: "labels.txt" } ]
-"""
+CLASSIFY = labelled_config("classify")
 
 BROKEN = """
 name: "broken"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cases import DATATYPES, MODEL_ERROR_CASES
-from harness import Server, identity_config, write_model
+from harness import Server, identity_config, write_model, labelled_config
 
 CLIENT_PATH = os.environ.get("TRITON_CLIENT_PYTHONPATH")
 if not CLIENT_PATH:
@@ -25,13 +25,7 @@ from tritonclient.utils import InferenceServerException, np_to_triton_dtype  # n
 # tritonclient builds tensors from numpy, which has no bfloat16.
 CLIENT_DATATYPES = [d for d in DATATYPES if d.wire != "BF16"]
 
-LABELLED = """
-name: "labelled"
-backend: "identity"
-max_batch_size: 0
-input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
-output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] label_filename: "labels.txt" } ]
-"""
+LABELLED = labelled_config("labelled")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from harness import Server, identity_config, write_model
+from harness import Server, identity_config, write_model, labelled_config
 
 _path = os.environ.get("TRITON_CLIENT_PYTHONPATH")
 if not _path:
@@ -21,13 +21,7 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the machine
     pytest.skip(f"tritonclient.http from {_path} cannot be imported: {e}", allow_module_level=True)
 
-CLASSIFY = """
-name: "classify"
-backend: "identity"
-max_batch_size: 0
-input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
-output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] label_filename: "labels.txt" } ]
-"""
+CLASSIFY = labelled_config("classify")
 
 DTYPES = [("FP32", np.float32), ("INT64", np.int64), ("UINT8", np.uint8), ("BOOL", np.bool_),
           ("FP16", np.float16), ("BYTES", np.object_)]

@@ -62,8 +62,8 @@ Result<std::unique_ptr<GrpcServer>> GrpcServer::Start(InferenceServer* server,
   auto creds = Credentials(options);
   if (!creds.ok()) return creds.status();
   auto impl = std::make_unique<Impl>();
-  impl->service =
-      std::make_unique<grpc_frontend::Service>(server, options.infer_allocation_pool_size);
+  impl->service = std::make_unique<grpc_frontend::Service>(
+      server, options.infer_allocation_pool_size, options.auth);
 
   grpc::ServerBuilder builder;
   const std::string endpoint = HostPort(options.address, options.port);
@@ -82,6 +82,19 @@ Result<std::unique_ptr<GrpcServer>> GrpcServer::Start(InferenceServer* server,
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
                              options.http2_min_recv_ping_interval_without_data_ms);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, options.http2_max_ping_strikes);
+  if (options.max_concurrent_streams > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, options.max_concurrent_streams);
+  }
+  if (options.max_connection_age_ms > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS, options.max_connection_age_ms);
+  }
+  if (options.max_connection_age_grace_ms > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                               options.max_connection_age_grace_ms);
+  }
+  if (options.max_metadata_bytes > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_METADATA_SIZE, options.max_metadata_bytes);
+  }
   builder.RegisterService(impl->service.get());
   impl->server = builder.BuildAndStart();
   if (!impl->server || impl->port == 0) {

@@ -10,6 +10,7 @@
 namespace flowserve {
 
 class InferenceServer;
+class ApiAuth;
 
 struct GrpcOptions {
   std::string address = "0.0.0.0";
@@ -25,6 +26,10 @@ struct GrpcOptions {
   int http2_max_pings_without_data = 2;
   int http2_min_recv_ping_interval_without_data_ms = 300000;
   int http2_max_ping_strikes = 2;
+  int max_concurrent_streams = 0;  // per connection; 0 = grpc's default (no limit)
+  int max_connection_age_ms = 0, max_connection_age_grace_ms = 0;  // 0 = unset
+  int max_metadata_bytes = 0;           // received header size; 0 = grpc's default (8 KiB)
+  std::shared_ptr<const ApiAuth> auth;  // null: every API open
 };
 
 class GrpcServer {

@@ -8,6 +8,7 @@
 
 #include "common/datatype.h"
 #include "common/tensor.h"
+#include "core/request_limits.h"
 #include "core/server.h"
 
 namespace flowserve::grpc_frontend {
@@ -217,6 +218,16 @@ Status ToInferenceRequest(const ModelInferRequest& msg, const std::shared_ptr<co
     FS_RETURN_IF_ERROR(ApplyRequestParameter(key, p, out));
   }
 
+  if (static_cast<size_t>(msg.inputs_size()) > kMaxRequestInputs) {
+    return InvalidArgument("the request has " + std::to_string(msg.inputs_size()) +
+                           " inputs; at most " + std::to_string(kMaxRequestInputs) +
+                           " are accepted");
+  }
+  if (static_cast<size_t>(msg.outputs_size()) > kMaxRequestOutputs) {
+    return InvalidArgument("the request asks for " + std::to_string(msg.outputs_size()) +
+                           " outputs; at most " + std::to_string(kMaxRequestOutputs) +
+                           " are accepted");
+  }
   const int raw_count = msg.raw_input_contents_size();
   if (raw_count != 0 && raw_count != msg.inputs_size()) {
     return InvalidArgument("expected " + std::to_string(msg.inputs_size()) +
@@ -233,6 +244,11 @@ Status ToInferenceRequest(const ModelInferRequest& msg, const std::shared_ptr<co
     t.dtype = DataTypeFromName(in.datatype());
     if (t.dtype == DataType::kInvalid) {
       return InvalidArgument("input '" + in.name() + "': invalid datatype '" + in.datatype() + "'");
+    }
+    if (static_cast<size_t>(in.shape_size()) > kMaxTensorRank) {
+      return InvalidArgument("input '" + in.name() + "': shape has " +
+                             std::to_string(in.shape_size()) + " dimensions; at most " +
+                             std::to_string(kMaxTensorRank) + " are supported");
     }
     t.shape.assign(in.shape().begin(), in.shape().end());
     if (raw_count != 0) {

@@ -88,29 +88,63 @@ Status Unsupported(const char* what) {
 
 }  // namespace
 
-Service::Service(InferenceServer* server, int infer_allocation_pool_size)
+Service::Service(InferenceServer* server, int infer_allocation_pool_size,
+                 std::shared_ptr<const ApiAuth> auth)
     : server_(server),
+      auth_(auth && auth->active() ? std::move(auth) : nullptr),
       pool_(std::make_shared<InferMessagePool>(
           static_cast<size_t>(std::max(0, infer_allocation_pool_size)))) {
   SetMessageAllocatorFor_ModelInfer(pool_.get());
+}
+
+namespace {
+
+class Metadata final : public HeaderSource {
+ public:
+  explicit Metadata(const std::multimap<grpc::string_ref, grpc::string_ref>& md) : md_(md) {}
+  std::string_view Get(std::string_view name) const override {
+    auto it = md_.find(grpc::string_ref(name.data(), name.size()));
+    return it == md_.end() ? std::string_view()
+                           : std::string_view(it->second.data(), it->second.size());
+  }
+
+ private:
+  const std::multimap<grpc::string_ref, grpc::string_ref>& md_;
+};
+
+// A stream refused before it starts: finished at once, reads nothing.
+class RefusedStream : public grpc::ServerBidiReactor<ModelInferRequest, ModelStreamInferResponse> {
+ public:
+  explicit RefusedStream(const Status& status) { Finish(ToGrpcStatus(status)); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+Status Service::Authorize(Ctx* ctx, ApiGroup group) const {
+  if (!auth_) return Status::Ok();
+  return auth_->Check(group, Metadata(ctx->client_metadata()));
 }
 
 // ---- health and metadata ------------------------------------------------------------
 
 grpc::ServerUnaryReactor* Service::ServerLive(Ctx* ctx, const ServerLiveRequest*,
                                               ServerLiveResponse* resp) {
+  FS_AUTHORIZE(ctx, ApiGroup::kHealth);
   resp->set_live(server_->IsLive());
   return FinishNow(ctx, Status::Ok());
 }
 
 grpc::ServerUnaryReactor* Service::ServerReady(Ctx* ctx, const ServerReadyRequest*,
                                                ServerReadyResponse* resp) {
+  FS_AUTHORIZE(ctx, ApiGroup::kHealth);
   resp->set_ready(server_->IsReady());
   return FinishNow(ctx, Status::Ok());
 }
 
 grpc::ServerUnaryReactor* Service::ModelReady(Ctx* ctx, const ModelReadyRequest* req,
                                               ModelReadyResponse* resp) {
+  FS_AUTHORIZE(ctx, ApiGroup::kHealth);
   auto version = ParseModelVersion(req->version());
   if (!version.ok()) return FinishNow(ctx, version.status());
   // Like Triton: an unknown or unavailable model is simply not ready.
@@ -120,6 +154,7 @@ grpc::ServerUnaryReactor* Service::ModelReady(Ctx* ctx, const ModelReadyRequest*
 
 grpc::ServerUnaryReactor* Service::ServerMetadata(Ctx* ctx, const ServerMetadataRequest*,
                                                   ServerMetadataResponse* resp) {
+  FS_AUTHORIZE(ctx, ApiGroup::kMetadata);
   resp->set_name(kServerName);
   resp->set_version(kServerVersion);
   for (const auto& e : ServerExtensions()) resp->add_extensions(e);
@@ -128,6 +163,7 @@ grpc::ServerUnaryReactor* Service::ServerMetadata(Ctx* ctx, const ServerMetadata
 
 grpc::ServerUnaryReactor* Service::ModelMetadata(Ctx* ctx, const ModelMetadataRequest* req,
                                                  ModelMetadataResponse* resp) {
+  FS_AUTHORIZE(ctx, ApiGroup::kMetadata);
   auto model = Lookup(*server_, req->name(), req->version());
   if (!model.ok()) return FinishNow(ctx, model.status());
   const inference::ModelConfig& config = (*model)->config();
@@ -148,6 +184,7 @@ grpc::ServerUnaryReactor* Service::ModelMetadata(Ctx* ctx, const ModelMetadataRe
 
 grpc::ServerUnaryReactor* Service::ModelConfig(Ctx* ctx, const ModelConfigRequest* req,
                                                ModelConfigResponse* resp) {
+  FS_AUTHORIZE(ctx, ApiGroup::kModelConfig);
   auto model = Lookup(*server_, req->name(), req->version());
   if (!model.ok()) return FinishNow(ctx, model.status());
   resp->mutable_config()->CopyFrom((*model)->config());
@@ -156,6 +193,7 @@ grpc::ServerUnaryReactor* Service::ModelConfig(Ctx* ctx, const ModelConfigReques
 
 grpc::ServerUnaryReactor* Service::ModelStatistics(Ctx* ctx, const ModelStatisticsRequest* req,
                                                    ModelStatisticsResponse* resp) {
+  FS_AUTHORIZE(ctx, ApiGroup::kStatistics);
   std::vector<std::shared_ptr<ModelVersion>> models;
   if (req->name().empty()) {
     models = server_->LoadedModels();
@@ -183,11 +221,13 @@ grpc::ServerUnaryReactor* Service::ModelStatistics(Ctx* ctx, const ModelStatisti
 
 grpc::ServerUnaryReactor* Service::ModelInfer(Ctx* ctx, const ModelInferRequest* req,
                                               ModelInferResponse* resp) {
+  FS_AUTHORIZE(ctx, ApiGroup::kInference);
   return HandleModelInfer(server_, ctx, req, resp);
 }
 
 grpc::ServerBidiReactor<ModelInferRequest, ModelStreamInferResponse>* Service::ModelStreamInfer(
-    Ctx*) {
+    Ctx* ctx) {
+  if (Status st = Authorize(ctx, ApiGroup::kInference); !st.ok()) return new RefusedStream(st);
   return NewStreamInferReactor(server_);
 }
 
@@ -195,6 +235,7 @@ grpc::ServerBidiReactor<ModelInferRequest, ModelStreamInferResponse>* Service::M
 
 grpc::ServerUnaryReactor* Service::RepositoryIndex(Ctx* ctx, const RepositoryIndexRequest* req,
                                                    RepositoryIndexResponse* resp) {
+  FS_AUTHORIZE(ctx, ApiGroup::kModelRepository);
   if (!req->repository_name().empty()) {
     return FinishNow(ctx, InvalidArgument("'repository_name' is not supported: the server "
                                           "searches every model repository"));
@@ -214,6 +255,7 @@ grpc::ServerUnaryReactor* Service::RepositoryIndex(Ctx* ctx, const RepositoryInd
 grpc::ServerUnaryReactor* Service::RepositoryModelLoad(Ctx* ctx,
                                                        const RepositoryModelLoadRequest* req,
                                                        RepositoryModelLoadResponse*) {
+  FS_AUTHORIZE(ctx, ApiGroup::kModelRepository);
   if (!req->repository_name().empty()) {
     return FinishNow(ctx, InvalidArgument("'repository_name' is not supported"));
   }
@@ -242,6 +284,7 @@ grpc::ServerUnaryReactor* Service::RepositoryModelLoad(Ctx* ctx,
 grpc::ServerUnaryReactor* Service::RepositoryModelUnload(Ctx* ctx,
                                                          const RepositoryModelUnloadRequest* req,
                                                          RepositoryModelUnloadResponse*) {
+  FS_AUTHORIZE(ctx, ApiGroup::kModelRepository);
   if (!req->repository_name().empty()) {
     return FinishNow(ctx, InvalidArgument("'repository_name' is not supported"));
   }
@@ -267,28 +310,34 @@ grpc::ServerUnaryReactor* Service::RepositoryModelUnload(Ctx* ctx,
 grpc::ServerUnaryReactor* Service::SystemSharedMemoryStatus(Ctx* ctx,
                                                             const SystemSharedMemoryStatusRequest*,
                                                             SystemSharedMemoryStatusResponse*) {
+  FS_AUTHORIZE(ctx, ApiGroup::kSharedMemory);
   return FinishNow(ctx, Unsupported("system"));
 }
 grpc::ServerUnaryReactor* Service::SystemSharedMemoryRegister(
     Ctx* ctx, const SystemSharedMemoryRegisterRequest*, SystemSharedMemoryRegisterResponse*) {
+  FS_AUTHORIZE(ctx, ApiGroup::kSharedMemory);
   return FinishNow(ctx, Unsupported("system"));
 }
 grpc::ServerUnaryReactor* Service::SystemSharedMemoryUnregister(
     Ctx* ctx, const SystemSharedMemoryUnregisterRequest*, SystemSharedMemoryUnregisterResponse*) {
+  FS_AUTHORIZE(ctx, ApiGroup::kSharedMemory);
   return FinishNow(ctx, Unsupported("system"));
 }
 grpc::ServerUnaryReactor* Service::CudaSharedMemoryStatus(Ctx* ctx,
                                                           const CudaSharedMemoryStatusRequest*,
                                                           CudaSharedMemoryStatusResponse*) {
+  FS_AUTHORIZE(ctx, ApiGroup::kSharedMemory);
   return FinishNow(ctx, Unsupported("CUDA"));
 }
 grpc::ServerUnaryReactor* Service::CudaSharedMemoryRegister(Ctx* ctx,
                                                             const CudaSharedMemoryRegisterRequest*,
                                                             CudaSharedMemoryRegisterResponse*) {
+  FS_AUTHORIZE(ctx, ApiGroup::kSharedMemory);
   return FinishNow(ctx, Unsupported("CUDA"));
 }
 grpc::ServerUnaryReactor* Service::CudaSharedMemoryUnregister(
     Ctx* ctx, const CudaSharedMemoryUnregisterRequest*, CudaSharedMemoryUnregisterResponse*) {
+  FS_AUTHORIZE(ctx, ApiGroup::kSharedMemory);
   return FinishNow(ctx, Unsupported("CUDA"));
 }
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "core/api_auth.h"
 #include "frontends/grpc/infer_handlers.h"
 #include "grpc_service.grpc.pb.h"
 
@@ -38,7 +39,8 @@ class TraceSettingsStore {
 
 class Service final : public inference::GRPCInferenceService::CallbackService {
  public:
-  Service(InferenceServer* server, int infer_allocation_pool_size);
+  Service(InferenceServer* server, int infer_allocation_pool_size,
+          std::shared_ptr<const ApiAuth> auth = nullptr);
 
   using Unary = grpc::ServerUnaryReactor;
   using Ctx = grpc::CallbackServerContext;
@@ -85,12 +87,25 @@ class Service final : public inference::GRPCInferenceService::CallbackService {
                      inference::LogSettingsResponse*) override;
 
  private:
+  // Ok when the call's metadata opens `group` (always, without access rules).
+  Status Authorize(Ctx* ctx, ApiGroup group) const;
+
   InferenceServer* server_;
+  std::shared_ptr<const ApiAuth> auth_;  // null when nothing is restricted
   std::shared_ptr<InferMessagePool> pool_;
   TraceSettingsStore trace_;
 };
 
 // Finishes a unary call at once with `status`.
 grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context, const Status& status);
+
+// In a Service method: finishes the call with the refusal when its metadata does not open
+// `group`.
+#define FS_AUTHORIZE(ctx, group)                                   \
+  do {                                                             \
+    if (Status auth_st_ = Authorize(ctx, group); !auth_st_.ok()) { \
+      return FinishNow(ctx, auth_st_);                             \
+    }                                                              \
+  } while (0)
 
 }  // namespace flowserve::grpc_frontend

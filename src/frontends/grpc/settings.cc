@@ -122,6 +122,7 @@ Result<TraceSettingsStore::Settings> TraceSettingsStore::Update(const std::strin
 
 grpc::ServerUnaryReactor* Service::TraceSetting(Ctx* ctx, const TraceSettingRequest* req,
                                                 TraceSettingResponse* resp) {
+  FS_AUTHORIZE(ctx, ApiGroup::kTrace);
   if (!req->model_name().empty()) {
     auto model = server_->GetModel(req->model_name(), -1);
     if (!model.ok()) return FinishNow(ctx, model.status());
@@ -141,6 +142,7 @@ grpc::ServerUnaryReactor* Service::TraceSetting(Ctx* ctx, const TraceSettingRequ
 
 grpc::ServerUnaryReactor* Service::LogSettings(Ctx* ctx, const LogSettingsRequest* req,
                                                LogSettingsResponse* resp) {
+  FS_AUTHORIZE(ctx, ApiGroup::kLogging);
   flowserve::LogSettings s = CurrentLogSettings();
   if (!req->settings().empty()) {
     for (const auto& [key, v] : req->settings()) {

@@ -1,8 +1,10 @@
 #include "frontends/http/http_listener.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -43,6 +45,8 @@ std::string_view HttpReasonPhrase(int status) {
       return "Payload Too Large";
     case 429:
       return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
     case 499:
       return "Client Closed Request";
     case 500:
@@ -129,8 +133,14 @@ struct HttpListener::Impl {
   std::mutex count_mu;
   std::condition_variable count_cv;
   int session_count = 0;
+  // Accepted and not yet closed, counted from the acceptor so a flood is refused before a
+  // session exists.
+  std::atomic<int> connections{0};
+
+  std::atomic<bool> refused_logged{false};
 
   void Accept();
+  void Refuse(tcp::socket s);
   void Run(size_t ctx_index);
   void AddSession(size_t ctx_index, tcp::socket socket);
   void RemoveSession(size_t ctx_index, Session* s);
@@ -141,7 +151,10 @@ namespace {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(HttpListener::Impl* impl, size_t ctx_index, tcp::socket socket)
-      : impl_(impl), ctx_index_(ctx_index), socket_(std::move(socket)) {}
+      : impl_(impl),
+        ctx_index_(ctx_index),
+        socket_(std::move(socket)),
+        timer_(socket_.get_executor()) {}
 
   void Start() { ReadHeader(); }
 
@@ -154,6 +167,8 @@ class Session : public std::enable_shared_from_this<Session> {
     if (closed_) return;
     closed_ = true;
     SetAwaiting(false);
+    ++timer_generation_;
+    timer_.cancel();
     beast::error_code ec;
     socket_.shutdown(tcp::socket::shutdown_both, ec);
     socket_.close(ec);
@@ -167,14 +182,62 @@ class Session : public std::enable_shared_from_this<Session> {
     state_ = State::kReading;
     parser_.emplace();
     parser_->body_limit(impl_->options.max_body_size);
-    parser_->header_limit(64 * 1024);
+    parser_->header_limit(
+        static_cast<std::uint32_t>(std::min<size_t>(impl_->options.max_header_size, UINT32_MAX)));
+    started_ = false;
+    if (buffer_.size() > 0) return StartRequest();  // pipelined: already begun
+    // Wait for the first byte under the idle timeout; the request timeout starts then.
+    ArmTimer(impl_->options.idle_timeout_ms);
+    socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](beast::error_code ec) {
+      if (ec) return self->OnReadError(ec);
+      self->StartRequest();
+    });
+  }
+
+  void StartRequest() {
+    started_ = true;
+    ArmTimer(impl_->options.request_timeout_ms);
     bhttp::async_read_header(
         socket_, buffer_, *parser_,
         [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
   }
 
+  // A deadline for the read in progress; a later ArmTimer or Close supersedes it.
+  void ArmTimer(int ms) {
+    uint64_t generation = ++timer_generation_;
+    if (ms <= 0) {
+      timer_.cancel();
+      return;
+    }
+    timer_.expires_after(std::chrono::milliseconds(ms));
+    timer_.async_wait([self = shared_from_this(), generation](beast::error_code ec) {
+      if (ec || generation != self->timer_generation_ || self->closed_ ||
+          self->state_ != State::kReading) {
+        return;
+      }
+      // Fails the pending read; OnReadError answers 408 if a request had begun.
+      self->timed_out_ = true;
+      beast::error_code ignored;
+      self->socket_.cancel(ignored);
+    });
+  }
+
   void OnHeader(beast::error_code ec) {
     if (ec) return OnReadError(ec);
+    if (impl_->options.precheck) {
+      auto& head = parser_->get();
+      HttpRequest request;
+      static const auto kNoBody = std::make_shared<std::string>();
+      HttpRequestAccess::Fill(request, head.method_string(), head.target(),
+                              static_cast<const bhttp::fields*>(&head), kNoBody);
+      if (std::optional<HttpReply> refusal = impl_->options.precheck(request)) {
+        // The unread body would be taken for the next request: close after answering.
+        keep_alive_ = parser_->is_done() && head.keep_alive();
+        http10_ = head.version() == 10;
+        head_only_ = head.method() == bhttp::verb::head;
+        return Write(std::move(*refusal));
+      }
+    }
     if (parser_->is_done()) return OnRequest();
     auto& msg = parser_->get();
     if (beast::iequals(msg[bhttp::field::expect], "100-continue")) {
@@ -199,12 +262,20 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void OnReadError(beast::error_code ec) {
     if (closed_) return;
+    if (timed_out_) {
+      if (!started_) return Close();  // idle keep-alive connection: nothing to answer
+      return WriteError(408, "the request did not arrive within " +
+                                 std::to_string(impl_->options.request_timeout_ms) + " ms");
+    }
     // A client that sends garbage or too much gets told why before the connection closes.
     if (ec == bhttp::error::body_limit) {
       return WriteError(413, "request body exceeds the limit of " +
                                  std::to_string(impl_->options.max_body_size) + " bytes");
     }
-    if (ec == bhttp::error::header_limit) return WriteError(431, "request header too large");
+    if (ec == bhttp::error::header_limit) {
+      return WriteError(431, "request header exceeds the limit of " +
+                                 std::to_string(impl_->options.max_header_size) + " bytes");
+    }
     bool protocol_error =
         &ec.category() == &bhttp::make_error_code(bhttp::error::bad_target).category();
     if (protocol_error && ec != bhttp::error::end_of_stream &&
@@ -235,6 +306,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void OnRequest() {
     state_ = State::kHandling;
+    ++timer_generation_;
+    timer_.cancel();
     SetAwaiting(true);
     auto& msg = parser_->get();
     keep_alive_ = msg.keep_alive();
@@ -286,6 +359,8 @@ class Session : public std::enable_shared_from_this<Session> {
     if (closed_) return;
     SetAwaiting(false);
     state_ = State::kWriting;
+    ++timer_generation_;
+    timer_.cancel();
     if (impl_->stopping.load(std::memory_order_relaxed)) keep_alive_ = false;
     reply_ = std::move(reply);
 
@@ -346,6 +421,10 @@ class Session : public std::enable_shared_from_this<Session> {
   HttpListener::Impl* impl_;
   size_t ctx_index_;
   tcp::socket socket_;
+  asio::steady_timer timer_;
+  uint64_t timer_generation_ = 0;
+  bool started_ = false;    // the current request's first byte has arrived
+  bool timed_out_ = false;  // the read in progress was cancelled by the timer
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   State state_ = State::kReading;
@@ -371,7 +450,11 @@ void HttpListener::Impl::Accept() {
     if (ec) {
       // Out of descriptors and the like: keep serving the connections we have.
       FS_LOG_WARNING("HTTP accept failed: {}", ec.message());
+    } else if (options.max_connections > 0 &&
+               connections.load(std::memory_order_relaxed) >= options.max_connections) {
+      Refuse(std::move(s));
     } else {
+      connections.fetch_add(1, std::memory_order_relaxed);
       beast::error_code ignored;
       s.set_option(tcp::no_delay(true), ignored);
       asio::post(*contexts[index],
@@ -379,6 +462,26 @@ void HttpListener::Impl::Accept() {
     }
     Accept();
   });
+}
+
+void HttpListener::Impl::Refuse(tcp::socket s) {
+  // Best effort and never blocking: a client over the limit is told why if its socket
+  // can take the few bytes at once, and is closed either way.
+  static const std::string kReply = [] {
+    std::string body = "{\"error\":\"too many open connections; retry later\"}";
+    return "HTTP/1.1 503 Service Unavailable\r\nServer: flowserve\r\nContent-Type: "
+           "application/json\r\nContent-Length: " +
+           std::to_string(body.size()) + "\r\nRetry-After: 1\r\nConnection: close\r\n\r\n" + body;
+  }();
+  beast::error_code ec;
+  s.non_blocking(true, ec);
+  s.write_some(asio::buffer(kReply), ec);
+  s.shutdown(tcp::socket::shutdown_send, ec);
+  s.close(ec);
+  if (!refused_logged.exchange(true)) {
+    FS_LOG_WARNING("HTTP connection limit ({}) reached: refusing new connections",
+                   options.max_connections);
+  }
 }
 
 void HttpListener::Impl::Run(size_t ctx_index) {
@@ -403,7 +506,10 @@ void HttpListener::Impl::Run(size_t ctx_index) {
 }
 
 void HttpListener::Impl::AddSession(size_t ctx_index, tcp::socket socket) {
-  if (stopping.load()) return;  // the socket closes as it goes out of scope
+  if (stopping.load()) {
+    connections.fetch_sub(1, std::memory_order_relaxed);
+    return;  // the socket closes as it goes out of scope
+  }
   auto s = std::make_shared<Session>(this, ctx_index, std::move(socket));
   sessions[ctx_index].emplace(s.get(), s);
   {
@@ -415,6 +521,7 @@ void HttpListener::Impl::AddSession(size_t ctx_index, tcp::socket socket) {
 
 void HttpListener::Impl::RemoveSession(size_t ctx_index, Session* s) {
   if (sessions[ctx_index].erase(s) == 0) return;
+  connections.fetch_sub(1, std::memory_order_relaxed);
   std::lock_guard<std::mutex> lock(count_mu);
   if (--session_count == 0) count_cv.notify_all();
 }

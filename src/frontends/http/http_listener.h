@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -54,6 +55,9 @@ struct HttpReply {
 // Sends the reply; call exactly once, from any thread.
 using HttpRespond = std::function<void(HttpReply)>;
 using HttpHandler = std::function<void(const HttpRequest&, HttpRespond)>;
+// Looks at a request once its header is in, before the body is read (body() is empty).
+// A reply refuses the request without reading its body; nullopt lets it through.
+using HttpPrecheck = std::function<std::optional<HttpReply>(const HttpRequest&)>;
 
 struct HttpListenerOptions {
   std::string address = "0.0.0.0";
@@ -65,6 +69,15 @@ struct HttpListenerOptions {
   int spin_us = 200;
   // How long Stop() lets requests already being answered finish before closing them.
   int stop_grace_ms = 30000;
+  size_t max_header_size = 64 << 10;  // beyond: 431
+  // A connection waiting for a request's first byte is closed after idle_timeout_ms; once
+  // a request has started, its header and body must arrive within request_timeout_ms
+  // (else 408 and close). Slow-trickling clients cannot hold connections. 0 = no limit.
+  int idle_timeout_ms = 60000;
+  int request_timeout_ms = 30000;
+  // Connections beyond this are answered 503 and closed at once; 0 = no limit.
+  int max_connections = 0;
+  HttpPrecheck precheck;  // optional
 };
 
 class HttpListener {

@@ -5,10 +5,12 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
 #include "common/logging.h"
+#include "core/api_auth.h"
 #include "core/server.h"
 #include "frontends/http/http_listener.h"
 #include "frontends/http/infer_codec.h"
@@ -107,6 +109,57 @@ bool SplitPath(std::string_view path, std::vector<std::string>* out) {
     out->push_back(std::move(seg));
   }
   return true;
+}
+
+// The API group a path belongs to, as Triton files its endpoints; nullopt for paths that
+// are not an API at all (they get 404 whoever asks).
+std::optional<ApiGroup> GroupOf(const std::vector<std::string>& seg) {
+  if (seg.empty() || seg[0] != "v2") return std::nullopt;
+  if (seg.size() == 1) return ApiGroup::kMetadata;
+  const std::string& area = seg[1];
+  if (area == "health") return ApiGroup::kHealth;
+  if (area == "repository") return ApiGroup::kModelRepository;
+  if (area == "logging") return ApiGroup::kLogging;
+  if (area == "trace") return ApiGroup::kTrace;
+  if (area == "systemsharedmemory" || area == "cudasharedmemory") return ApiGroup::kSharedMemory;
+  if (area != "models") return std::nullopt;
+  if (seg.size() == 3 && seg[2] == "stats") return ApiGroup::kStatistics;
+  size_t i = seg.size() >= 5 && seg[3] == "versions" ? 5 : 3;
+  if (i >= seg.size()) return ApiGroup::kMetadata;
+  const std::string& action = seg[i];
+  if (action == "ready") return ApiGroup::kHealth;
+  if (action == "infer" || action == "generate" || action == "generate_stream") {
+    return ApiGroup::kInference;
+  }
+  if (action == "config") return ApiGroup::kModelConfig;
+  if (action == "stats") return ApiGroup::kStatistics;
+  if (action == "trace") return ApiGroup::kTrace;
+  return std::nullopt;
+}
+
+class RequestHeaders final : public HeaderSource {
+ public:
+  explicit RequestHeaders(const HttpRequest& req) : req_(req) {}
+  std::string_view Get(std::string_view name) const override { return req_.header(name); }
+
+ private:
+  const HttpRequest& req_;
+};
+
+// Runs on the header alone, so a caller without access cannot make the server read (or
+// buffer) a body it will refuse anyway.
+std::optional<HttpReply> CheckAccess(const ApiAuth& auth, const HttpRequest& req) {
+  std::vector<std::string> seg;
+  if (!SplitPath(req.path(), &seg)) return std::nullopt;  // the router answers 400
+  auto group = GroupOf(seg);
+  if (!group) return std::nullopt;
+  Status st = auth.Check(*group, RequestHeaders(req));
+  if (st.ok()) return std::nullopt;
+  HttpReply reply = ErrorReply(st);
+  if (st.code() == StatusCode::kUnauthenticated) {
+    reply.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"flowserve\"");
+  }
+  return reply;
 }
 
 class Router {
@@ -283,6 +336,13 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(InferenceServer* server,
   lo.port = options.port;
   lo.threads = options.thread_count;
   lo.max_body_size = options.max_input_size;
+  lo.max_header_size = options.max_header_size;
+  lo.idle_timeout_ms = options.idle_timeout_secs * 1000;
+  lo.request_timeout_ms = options.request_timeout_secs * 1000;
+  lo.max_connections = options.max_connections;
+  if (options.auth && options.auth->active()) {
+    lo.precheck = [auth = options.auth](const HttpRequest& req) { return CheckAccess(*auth, req); };
+  }
   auto listener = HttpListener::Start(lo, [router](const HttpRequest& req, HttpRespond respond) {
     router->Handle(req, std::move(respond));
   });

@@ -12,12 +12,18 @@ namespace flowserve {
 class InferenceServer;
 class HttpListener;
 class BlockingWorker;
+class ApiAuth;
 
 struct HttpOptions {
   std::string address = "0.0.0.0";
   int port = 8000;
   int thread_count = 2;
   size_t max_input_size = 64 << 20;
+  size_t max_header_size = 64 << 10;
+  int idle_timeout_secs = 60;           // waiting for a request on an open connection
+  int request_timeout_secs = 30;        // from a request's first byte to its last
+  int max_connections = 0;              // 0 = no limit
+  std::shared_ptr<const ApiAuth> auth;  // null: every API open
 };
 
 class HttpServer {

@@ -9,10 +9,12 @@
 #include <limits>
 #include <type_traits>
 
+#include "core/request_limits.h"
 #include "frontends/http/json_util.h"
 
 namespace flowserve {
 
+using http_detail::JsonNestedDeeperThan;
 using http_detail::JsonWriter;
 using http_detail::StringOut;
 using http_detail::WriteKey;
@@ -254,6 +256,10 @@ Status ParseShape(const Value& input, Tensor& tensor) {
     return Bad("input '" + tensor.name + "': 'shape' must be an array of integers, got a JSON " +
                JsonTypeName(it->value));
   }
+  if (it->value.Size() > kMaxTensorRank) {
+    return Bad("input '" + tensor.name + "': 'shape' has " + std::to_string(it->value.Size()) +
+               " dimensions; at most " + std::to_string(kMaxTensorRank) + " are supported");
+  }
   for (const auto& d : it->value.GetArray()) {
     if (!d.IsInt64()) {
       return Bad("input '" + tensor.name + "': 'shape' must hold integers, got a JSON " +
@@ -293,6 +299,10 @@ Result<std::unique_ptr<InferenceRequest>> ParseInferRequest(
     header_length = static_cast<size_t>(*len);
   }
 
+  if (JsonNestedDeeperThan(std::string_view(buf.data(), header_length), kMaxJsonDepth)) {
+    return Bad("the request JSON is nested more than " + std::to_string(kMaxJsonDepth) +
+               " levels deep");
+  }
   char value_buffer[8192];
   char parse_buffer[2048];
   Allocator value_allocator(value_buffer, sizeof(value_buffer));
@@ -339,6 +349,10 @@ Result<std::unique_ptr<InferenceRequest>> ParseInferRequest(
   if (!inputs_it->value.IsArray()) {
     return Bad(std::string("request 'inputs' must be an array, got a JSON ") +
                JsonTypeName(inputs_it->value));
+  }
+  if (inputs_it->value.Size() > kMaxRequestInputs) {
+    return Bad("the request has " + std::to_string(inputs_it->value.Size()) + " inputs; at most " +
+               std::to_string(kMaxRequestInputs) + " are accepted");
   }
   size_t offset = header_length;  // next unread byte of the binary section
   std::shared_ptr<const void> owner(body, body->data());
@@ -435,6 +449,10 @@ Result<std::unique_ptr<InferenceRequest>> ParseInferRequest(
     if (!it->value.IsArray()) {
       return Bad(std::string("request 'outputs' must be an array, got a JSON ") +
                  JsonTypeName(it->value));
+    }
+    if (it->value.Size() > kMaxRequestOutputs) {
+      return Bad("the request asks for " + std::to_string(it->value.Size()) + " outputs; at most " +
+                 std::to_string(kMaxRequestOutputs) + " are accepted");
     }
     for (const auto& output : it->value.GetArray()) {
       if (!output.IsObject()) return Bad("each of 'outputs' must be an object");

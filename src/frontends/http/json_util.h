@@ -3,6 +3,7 @@
 #include <rapidjson/writer.h>
 
 #include <string>
+#include <string_view>
 
 namespace flowserve::http_detail {
 
@@ -22,6 +23,34 @@ inline void WriteString(JsonWriter& w, std::string_view v) {
 }
 inline void WriteKey(JsonWriter& w, std::string_view v) {
   w.Key(v.data(), static_cast<rapidjson::SizeType>(v.size()));
+}
+
+}  // namespace flowserve::http_detail
+
+namespace flowserve::http_detail {
+
+// True when `text` opens more than `limit` objects/arrays inside one another. A linear scan
+// that skips strings: run before parsing so a "[[[[..." body costs no parser memory.
+inline bool JsonNestedDeeperThan(std::string_view text, int limit) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > limit) return true;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return false;
 }
 
 }  // namespace flowserve::http_detail

@@ -3,6 +3,7 @@
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
 
+#include "core/request_limits.h"
 #include "frontends/http/json_util.h"
 #include "model_config.pb.h"
 
@@ -59,6 +60,10 @@ void WriteDuration(JsonWriter& w, const char* key, const DurationStat& d) {
 using Document = rapidjson::Document;
 
 Result<Document> ParseObject(const std::string& body, const char* what) {
+  if (http_detail::JsonNestedDeeperThan(body, kMaxJsonDepth)) {
+    return InvalidArgument(std::string("the ") + what + " request JSON is nested more than " +
+                           std::to_string(kMaxJsonDepth) + " levels deep");
+  }
   Document doc;
   doc.Parse<rapidjson::kParseIterativeFlag>(body.data(), body.size());
   if (doc.HasParseError()) {
