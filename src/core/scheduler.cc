@@ -289,9 +289,11 @@ bool Scheduler::NextBatch(std::unique_lock<std::mutex>& lock, Batch& batch, Batc
       if (hot) {
         hot = false;  // spin once per executed batch, then sleep
         lock.unlock();
-        const bool work = SpinForWork();
+        SpinForWork();
         lock.lock();
-        if (work) continue;
+        // Re-check under the lock whatever the spin saw: a request queued (and its
+        // notify sent) between the spin's last look and lock() must not be missed.
+        continue;
       }
       cv_.wait(lock);
       continue;
