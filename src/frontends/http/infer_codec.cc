@@ -435,6 +435,13 @@ Result<std::unique_ptr<InferenceRequest>> ParseInferRequest(
         return Bad("input '" + tensor.name +
                    "': missing 'data' (or parameters.binary_data_size for binary data)");
       }
+      // Each JSON element takes at least one byte of the header, so a larger shape can
+      // never be filled: refuse it before allocating `count` elements (found by fuzzing).
+      if (static_cast<uint64_t>(count) > header_length) {
+        return Bad("input '" + tensor.name + "': shape " + ShapeString(tensor.shape) +
+                   " expects " + std::to_string(count) + " elements, more than the " +
+                   std::to_string(header_length) + "-byte JSON header can hold");
+      }
       FS_RETURN_IF_ERROR(FillFromJson(data_it->value, tensor, count));
     }
     request->inputs.push_back(std::move(tensor));
