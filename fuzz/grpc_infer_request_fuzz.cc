@@ -8,6 +8,13 @@
 #include "fuzz/inprocess_server.h"
 #include "grpc_service.pb.h"
 
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  // Invalid UTF-8 in string fields is an expected parse failure, not news.
+  google::protobuf::SetLogHandler(nullptr);
+  flowserve::fuzz::QuietLogs();
+  return 0;
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto msg = std::make_shared<inference::ModelInferRequest>();
   if (!msg->ParseFromArray(data, static_cast<int>(size))) return 0;

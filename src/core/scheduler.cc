@@ -45,7 +45,8 @@ SchedulerRegistry& Registry() {
   return *registry;
 }
 
-constexpr const char* kExiting = "Server is exiting: the request was still queued at the exit timeout";
+constexpr const char* kExiting =
+    "Server is exiting: the request was still queued at the exit timeout";
 
 }  // namespace
 

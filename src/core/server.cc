@@ -128,9 +128,10 @@ bool InferenceServer::WaitForIdle(std::chrono::steady_clock::time_point deadline
   // only turn a result that is on its way into a reset connection.
   const size_t cancelled = Scheduler::CancelAllQueued();
   const int64_t executing = in_flight_.load();
-  FS_LOG_WARNING("exit timeout: answered {} queued request(s) with an error; waiting for {} "
-                 "executing request(s) to finish",
-                 cancelled, executing);
+  FS_LOG_WARNING(
+      "exit timeout: answered {} queued request(s) with an error; waiting for {} "
+      "executing request(s) to finish",
+      cancelled, executing);
   while (!idle()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   return false;
 }

@@ -3,6 +3,7 @@
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -284,6 +285,61 @@ bool InferReplyFormat::IsBinary(const std::string& output) const {
   return binary_data_output;
 }
 
+namespace {
+
+// RapidJSON 1.1.0's full-precision number parsing (kept: FP64 values must round-trip
+// exactly) reads outside its table of powers of ten for literals far below the double
+// range, e.g. 0.<21 zeros>123e-327 or 0.<350 zeros> (a server crash found by fuzzing).
+// Such literals denote 0 as a double anyway; they are refused before parsing. A literal
+// whose first significant digit is at 10^-324 or above is parsed safely.
+bool HasNumberBelowDoubleRange(std::string_view text) {
+  const size_t n = text.size();
+  auto digit = [&](size_t i) { return i < n && text[i] >= '0' && text[i] <= '9'; };
+  for (size_t i = 0; i < n;) {
+    const char c = text[i];
+    if (c == '"') {
+      for (++i; i < n && text[i] != '"'; ++i) {
+        if (text[i] == '\\') ++i;
+      }
+      ++i;
+      continue;
+    }
+    if (c != '-' && !digit(i)) {
+      ++i;
+      continue;
+    }
+    if (c == '-') ++i;
+    // The decimal exponent of the first significant digit, or of the last digit when
+    // every digit is 0.
+    bool significant = false;
+    int64_t first = 0, last = 0, int_digits = 0;
+    for (; digit(i); ++i, ++int_digits) {
+      if (!significant && text[i] != '0') significant = true, first = -int_digits;
+    }
+    first += int_digits - 1;
+    if (i < n && text[i] == '.') {
+      int64_t frac = 0;
+      for (++i; digit(i); ++i) {
+        ++frac;
+        if (!significant && text[i] != '0') significant = true, first = -frac;
+      }
+      last = -frac;
+    }
+    int64_t exp = 0;
+    if (i < n && (text[i] == 'e' || text[i] == 'E')) {
+      ++i;
+      bool negative = false;
+      if (i < n && (text[i] == '+' || text[i] == '-')) negative = text[i++] == '-';
+      for (; digit(i); ++i) exp = std::min<int64_t>(exp * 10 + (text[i] - '0'), 1'000'000);
+      if (negative) exp = -exp;
+    }
+    if ((significant ? first : last) + exp < -324) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<InferenceRequest>> ParseInferRequest(
     const std::shared_ptr<std::string>& body, std::string_view header_length_field,
     const std::string& model_name, int64_t model_version, InferReplyFormat* format) {
@@ -299,6 +355,9 @@ Result<std::unique_ptr<InferenceRequest>> ParseInferRequest(
     header_length = static_cast<size_t>(*len);
   }
 
+  if (HasNumberBelowDoubleRange(std::string_view(buf.data(), header_length))) {
+    return Bad("the request JSON has a number below the smallest double (1e-324); send 0");
+  }
   if (JsonNestedDeeperThan(std::string_view(buf.data(), header_length), kMaxJsonDepth)) {
     return Bad("the request JSON is nested more than " + std::to_string(kMaxJsonDepth) +
                " levels deep");
@@ -438,8 +497,8 @@ Result<std::unique_ptr<InferenceRequest>> ParseInferRequest(
       // Each JSON element takes at least one byte of the header, so a larger shape can
       // never be filled: refuse it before allocating `count` elements (found by fuzzing).
       if (static_cast<uint64_t>(count) > header_length) {
-        return Bad("input '" + tensor.name + "': shape " + ShapeString(tensor.shape) +
-                   " expects " + std::to_string(count) + " elements, more than the " +
+        return Bad("input '" + tensor.name + "': shape " + ShapeString(tensor.shape) + " expects " +
+                   std::to_string(count) + " elements, more than the " +
                    std::to_string(header_length) + "-byte JSON header can hold");
       }
       FS_RETURN_IF_ERROR(FillFromJson(data_it->value, tensor, count));
