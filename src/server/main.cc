@@ -294,6 +294,12 @@ int main(int argc, char** argv) {
 #endif
   if (http) http->Stop();
   if (metrics) metrics->Stop();
+  // Frontends go before the core they point to, whatever their declaration order.
+#ifdef FLOWSERVE_WITH_GRPC
+  grpc.reset();
+#endif
+  http.reset();
+  metrics.reset();
   server.value().reset();
   FS_LOG_INFO("exiting");
   return 0;
