@@ -107,8 +107,8 @@ class Scheduler {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::map<uint64_t, Level> levels_;  // priority level -> queues; 1 is the highest
-  std::atomic<size_t> queued_{0};  // written under mu_; read without it while spinning
-  size_t with_deadline_ = 0;  // queued requests that can time out
+  std::atomic<size_t> queued_{0};     // written under mu_; read without it while spinning
+  size_t with_deadline_ = 0;          // queued requests that can time out
   uint64_t next_seq_ = 0;
   std::atomic<bool> draining_{false};
 

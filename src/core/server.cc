@@ -12,9 +12,10 @@ namespace flowserve {
 const std::vector<std::string>& ServerExtensions() {
   // Only what is implemented: shared memory and sequence batching are not (yet).
   static const std::vector<std::string> kExtensions = {
-      "classification", "model_repository", "model_repository(unload_dependents)",
-      "schedule_policy", "model_configuration", "binary_tensor_data", "parameters",
-      "statistics", "trace", "logging"};
+      "classification",  "model_repository",    "model_repository(unload_dependents)",
+      "schedule_policy", "model_configuration", "binary_tensor_data",
+      "parameters",      "statistics",          "trace",
+      "logging"};
   return kExtensions;
 }
 

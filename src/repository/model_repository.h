@@ -35,10 +35,11 @@ RepositoryScan ScanRepositories(const std::vector<std::string>& repositories,
 // and column. Then fills defaults (name, backend from platform, instance_group,
 // version_policy) and validates (name == folder, tensors, dims, batching fields...).
 Result<std::shared_ptr<inference::ModelConfig>> LoadModelConfig(const ModelDirectory& dir,
-                                                                 bool strict_model_config);
+                                                                bool strict_model_config);
 // Parses config text (the same rules), for tests and for load-with-override.
-Result<std::shared_ptr<inference::ModelConfig>> ParseModelConfig(
-    const std::string& text, const std::string& source_name, const std::string& folder_name);
+Result<std::shared_ptr<inference::ModelConfig>> ParseModelConfig(const std::string& text,
+                                                                 const std::string& source_name,
+                                                                 const std::string& folder_name);
 // Parses the JSON form of a config (a load request's `config` override).
 Result<std::shared_ptr<inference::ModelConfig>> ParseModelConfigJson(
     const std::string& json, const std::string& folder_name);

@@ -294,7 +294,7 @@ int main(int argc, char** argv) {
 #endif
   if (http) http->Stop();
   if (metrics) metrics->Stop();
-  // Frontends go before the core they point to, whatever their declaration order.
+    // Frontends go before the core they point to, whatever their declaration order.
 #ifdef FLOWSERVE_WITH_GRPC
   grpc.reset();
 #endif

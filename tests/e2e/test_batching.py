@@ -14,7 +14,6 @@ import re
 import time
 
 import numpy as np
-import pytest
 import requests
 
 from harness import Server, write_model

@@ -11,7 +11,6 @@ import requests
 
 from harness import Server, identity_config, write_model
 
-GRPC = (pathlib.Path(__file__).parent / "grpc_stubs.py").exists()
 POLL = ["--model-control-mode=poll", "--repository-poll-secs=1"]
 EXPLICIT = ["--model-control-mode=explicit"]
 
@@ -299,7 +298,6 @@ def test_poll_mode_adds_and_removes_models(tmp_path):
         assert r.status_code != 200 and "polling" in r.json()["error"]
 
 
-@pytest.mark.skipif(not GRPC, reason="gRPC stubs (tests/e2e/grpc_stubs.py) not present")
 def test_grpc_repository_load_unload(tmp_path):
     import grpc
     import grpc_stubs

@@ -1,11 +1,9 @@
 """Process-level behaviour: flags, start-up failures, readiness, graceful shutdown."""
-import json
 import signal
 import subprocess
 import threading
 import time
 
-import numpy as np
 import requests
 
 from harness import BIN, Server, identity_config, run_to_exit, write_model
