@@ -50,6 +50,13 @@ def infer(s, model, data, request_id="", **params):
     return r.status_code, r.json()
 
 
+def timed_infer(done, s, model, name, *args, **kw):
+    """infer(), recording in done[name] when the answer came back (for ordering checks)."""
+    code, body = infer(s, model, *args, **kw)
+    done[name] = time.monotonic()
+    return code, body
+
+
 def send(s, model, data, **kw):
     """Starts an inference on the pool; returns the future."""
     return POOL.submit(infer, s, model, data, **kw)
@@ -276,15 +283,9 @@ def test_timeout_action_delay_serves_late_requests_last(tmp_path):
     with Server(tmp_path, wait="ready") as s:
         busy = make_busy(s, "dly")
         done = {}
-
-        def timed(name, *args, **kw):
-            code, body = infer(s, "dly", *args, **kw)
-            done[name] = time.monotonic()
-            return code, body
-
-        late = POOL.submit(timed, "late", [[1.0]], timeout=1)
+        late = POOL.submit(timed_infer, done, s, "dly", "late", [[1.0]], timeout=1)
         wait_pending(s, "dly", 2)
-        on_time = POOL.submit(timed, "on_time", [[2.0]])
+        on_time = POOL.submit(timed_infer, done, s, "dly", "on_time", [[2.0]])
         wait_pending(s, "dly", 3)
         assert late.result()[0] == 200  # DELAY: still served...
         assert on_time.result()[0] == 200
@@ -300,17 +301,11 @@ def test_higher_priority_overtakes_lower(tmp_path):
     with Server(tmp_path, wait="ready") as s:
         busy = make_busy(s, "prio")
         done = {}
-
-        def timed(name, *args, **kw):
-            code, body = infer(s, "prio", *args, **kw)
-            done[name] = time.monotonic()
-            return code, body
-
-        low = POOL.submit(timed, "low", [[1.0]], priority=2)
+        low = POOL.submit(timed_infer, done, s, "prio", "low", [[1.0]], priority=2)
         wait_pending(s, "prio", 2)
-        default = POOL.submit(timed, "default", [[2.0]])
+        default = POOL.submit(timed_infer, done, s, "prio", "default", [[2.0]])
         wait_pending(s, "prio", 3)
-        high = POOL.submit(timed, "high", [[3.0]], priority=1)
+        high = POOL.submit(timed_infer, done, s, "prio", "high", [[3.0]], priority=1)
         wait_pending(s, "prio", 4)
         for f in busy + [low, default, high]:
             assert f.result()[0] == 200
