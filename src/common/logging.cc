@@ -1,6 +1,8 @@
 #include "common/logging.h"
 
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/dist_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 
 #include <atomic>
@@ -11,38 +13,49 @@ namespace {
 std::mutex g_mu;
 LogSettings g_settings;
 std::atomic<int> g_verbose{0};
+// FS_LOG_* reach the default logger through spdlog's raw pointer, on any thread, so the
+// logger is created once and never replaced: a reconfiguration swaps the sink behind
+// this one, under the sink's own mutex, which every message takes.
+std::shared_ptr<spdlog::sinks::dist_sink_mt> g_sink;  // guarded by g_mu (the pointer)
 }  // namespace
 
 Status ConfigureLogging(const LogSettings& s) {
   std::lock_guard<std::mutex> lock(g_mu);
-  spdlog::drop("flowserve");
-  spdlog::drop("flowserve-file");
-  std::shared_ptr<spdlog::logger> logger;
+  std::shared_ptr<spdlog::sinks::sink> sink;
   try {  // spdlog reports a file it cannot open by throwing; keep that inside this layer
     if (!s.file.empty()) {
-      logger = spdlog::basic_logger_mt("flowserve-file", s.file);
+      sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(s.file);
     } else {
-      logger = spdlog::stderr_logger_mt("flowserve");
+      sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
     }
   } catch (const std::exception& e) {
     return InvalidArgument("cannot open log file '" + s.file + "': " + e.what());
   }
-  g_settings = s;
-  g_verbose = s.verbose;
   // %L is the level's first letter, as tritonserver prints it (I, W, E, D).
   if (s.format == "ISO8601") {
-    logger->set_pattern("%Y-%m-%dT%H:%M:%SZ %L %t %s:%#] %v", spdlog::pattern_time_type::utc);
+    sink->set_formatter(std::make_unique<spdlog::pattern_formatter>(
+        "%Y-%m-%dT%H:%M:%SZ %L %t %s:%#] %v", spdlog::pattern_time_type::utc));
   } else {
-    logger->set_pattern("%L%m%d %H:%M:%S.%f %t %s:%#] %v");
+    sink->set_formatter(
+        std::make_unique<spdlog::pattern_formatter>("%L%m%d %H:%M:%S.%f %t %s:%#] %v"));
   }
   spdlog::level::level_enum level = spdlog::level::off;
   if (s.error) level = spdlog::level::err;
   if (s.warning) level = spdlog::level::warn;
   if (s.info) level = spdlog::level::info;
   if (s.verbose > 0) level = spdlog::level::debug;
-  logger->set_level(level);
-  logger->flush_on(spdlog::level::info);
-  spdlog::set_default_logger(logger);
+
+  if (!g_sink) {
+    // The first call comes from main before any other thread exists.
+    g_sink = std::make_shared<spdlog::sinks::dist_sink_mt>();
+    auto logger = std::make_shared<spdlog::logger>("flowserve", g_sink);
+    logger->flush_on(spdlog::level::info);
+    spdlog::set_default_logger(std::move(logger));
+  }
+  g_sink->set_sinks({std::move(sink)});
+  spdlog::default_logger_raw()->set_level(level);  // an atomic store inside the logger
+  g_settings = s;
+  g_verbose = s.verbose;
   return Status::Ok();
 }
 

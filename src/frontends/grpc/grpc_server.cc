@@ -114,6 +114,9 @@ void GrpcServer::Stop() {
   if (!impl_->server) return;
   // Open streams get a moment to end by themselves before they are cancelled.
   impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  // No new call starts now. A load or unload still running finishes its call into this
+  // server and uses the core, so it ends before the server object does.
+  impl_->service->WaitForRepositoryCalls();
   impl_->server->Wait();
   impl_->server.reset();
 }

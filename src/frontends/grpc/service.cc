@@ -1,7 +1,7 @@
 #include "frontends/grpc/service.h"
 
 #include <algorithm>
-#include <thread>
+#include <iterator>
 
 #include "common/datatype.h"
 #include "core/server.h"
@@ -87,6 +87,44 @@ Status Unsupported(const char* what) {
 }
 
 }  // namespace
+
+void CallThreads::Run(std::function<void()> body) {
+  std::list<Entry> finished;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = running_.begin(); it != running_.end();) {
+      auto next = std::next(it);
+      if (it->done) finished.splice(finished.end(), running_, it);
+      it = next;
+    }
+    auto entry = running_.emplace(running_.end());
+    // The new thread reaches `entry` only through mu_, which is held until it is set.
+    try {
+      entry->thread = std::thread([this, entry, body = std::move(body)] {
+        body();
+        std::lock_guard<std::mutex> done_lock(mu_);
+        entry->done = true;
+      });
+    } catch (...) {
+      running_.erase(entry);
+      throw;
+    }
+  }
+  // A finished body only has its thread's exit left; that is all these joins wait for.
+  for (Entry& e : finished) e.thread.join();
+}
+
+void CallThreads::JoinAll() {
+  for (;;) {
+    std::list<Entry> all;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (running_.empty()) return;
+      all.swap(running_);
+    }
+    for (Entry& e : all) e.thread.join();
+  }
+}
 
 Service::Service(InferenceServer* server, int infer_allocation_pool_size,
                  std::shared_ptr<const ApiAuth> auth)
@@ -251,7 +289,7 @@ grpc::ServerUnaryReactor* Service::RepositoryIndex(Ctx* ctx, const RepositoryInd
 }
 
 // Loading and unloading take as long as the model needs; they run on their own thread
-// so grpc's callback threads stay free for inference.
+// (repository_calls_) so grpc's callback threads stay free for inference.
 grpc::ServerUnaryReactor* Service::RepositoryModelLoad(Ctx* ctx,
                                                        const RepositoryModelLoadRequest* req,
                                                        RepositoryModelLoadResponse*) {
@@ -274,10 +312,10 @@ grpc::ServerUnaryReactor* Service::RepositoryModelLoad(Ctx* ctx,
     }
   }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  std::thread([server = server_, reactor, name = req->model_name(),
-               config = std::move(config_json)] {
-    reactor->Finish(ToGrpcStatus(server->LoadModel(name, config)));
-  }).detach();
+  repository_calls_.Run(
+      [server = server_, reactor, name = req->model_name(), config = std::move(config_json)] {
+        reactor->Finish(ToGrpcStatus(server->LoadModel(name, config)));
+      });
   return reactor;
 }
 
@@ -299,9 +337,9 @@ grpc::ServerUnaryReactor* Service::RepositoryModelUnload(Ctx* ctx,
     unload_dependents = p.bool_param();
   }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  std::thread([server = server_, reactor, name = req->model_name(), unload_dependents] {
+  repository_calls_.Run([server = server_, reactor, name = req->model_name(), unload_dependents] {
     reactor->Finish(ToGrpcStatus(server->UnloadModel(name, unload_dependents)));
-  }).detach();
+  });
   return reactor;
 }
 
