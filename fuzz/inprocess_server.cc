@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <map>
 #include <string>
 
 #include "backends/identity/identity_backend.h"
@@ -39,18 +40,50 @@ constexpr const char* kModels[][2] = {
      "output [{ name: \"OUTPUT0\" data_type: TYPE_INT64 dims: [ 3 ] }]\n"
      "dynamic_batching { preferred_batch_size: [ 2 ] max_queue_delay_microseconds: 100\n"
      "  default_queue_policy { max_queue_size: 8 allow_timeout_override: true } }\n"},
+    // Last: an ensemble loads after the models it is made of.
+    {"pipeline",
+     "platform: \"ensemble\" max_batch_size: 8\n"
+     "input [{ name: \"IN\" data_type: TYPE_FP32 dims: [ -1 ] }]\n"
+     "output [{ name: \"OUT\" data_type: TYPE_FP32 dims: [ -1 ] }]\n"
+     "ensemble_scheduling { step [{ model_name: \"simple\" model_version: -1\n"
+     "  input_map { key: \"INPUT0\" value: \"IN\" }\n"
+     "  output_map { key: \"OUTPUT0\" value: \"OUT\" } }] }\n"},
 };
 
+// The temporary directory: models/ (the repository) and whatever else a target needs.
+const std::string& Root() {
+  // Never destroyed: the exit handler below still needs it after static destructors ran.
+  static const std::string* root = [] {
+    char tmpl[] = "/tmp/flowserve-fuzz-XXXXXX";
+    if (!mkdtemp(tmpl)) std::abort();
+    auto* dir = new std::string(tmpl);
+    std::atexit([] { std::filesystem::remove_all(Root()); });  // a crash leaves it behind
+    return dir;
+  }();
+  return *root;
+}
+
 std::string MakeRepository() {
-  char tmpl[] = "/tmp/flowserve-fuzz-XXXXXX";
-  if (!mkdtemp(tmpl)) std::abort();
   namespace fs = std::filesystem;
+  const fs::path repo = fs::path(Root()) / "models";
   for (const auto& [name, config] : kModels) {
-    fs::create_directories(fs::path(tmpl) / name / "1");
-    std::ofstream(fs::path(tmpl) / name / "config.pbtxt") << config;
-    std::ofstream(fs::path(tmpl) / name / "labels.txt") << "a\nb\nc\nd\n";
+    fs::create_directories(repo / name / "1");
+    std::ofstream(repo / name / "config.pbtxt") << config;
+    std::ofstream(repo / name / "labels.txt") << "a\nb\nc\nd\n";
   }
-  return tmpl;
+  return repo;
+}
+
+// What each model served right after start-up; weak, so that holding it never delays an
+// unload.
+std::map<std::string, std::weak_ptr<ModelVersion>>& Baseline() {
+  static std::map<std::string, std::weak_ptr<ModelVersion>> baseline;
+  return baseline;
+}
+
+void RecordBaseline(const InferenceServer& server, const std::string& name) {
+  auto model = server.GetModel(name, -1);
+  Baseline()[name] = model.ok() ? model.value() : nullptr;
 }
 
 }  // namespace
@@ -62,17 +95,35 @@ InferenceServer& Server() {
     QuietLogs();
     RegisterIdentityBackend();
     ServerOptions options;
-    const std::string repo = MakeRepository();
-    options.model_repositories = {repo};
+    options.model_repositories = {MakeRepository()};
+    // Explicit control, everything loaded: the repository routes can unload and load.
+    options.model_control_mode = "explicit";
+    options.startup_models = {"*"};
     auto created = InferenceServer::Create(options);
-    std::filesystem::remove_all(repo);  // loaded: the files are no longer needed
     if (!created.ok() || created.value()->AnyModelFailed()) {
       std::fprintf(stderr, "fuzz: cannot start the in-process server\n");
       std::abort();
     }
+    for (const auto& [name, config] : kModels) RecordBaseline(*created.value(), name);
     return created.value().release();  // lives as long as the process
   }();
   return *server;
+}
+
+const std::string& TempDir() { return Root(); }
+
+void RestoreModels() {
+  for (const auto& [name, config] : kModels) {
+    auto now = Server().GetModel(name, -1);
+    std::shared_ptr<ModelVersion> was = Baseline()[name].lock();
+    if (was && now.ok() && now.value() == was) continue;
+    Status st = Server().LoadModel(name, "");
+    if (!st.ok()) {
+      std::fprintf(stderr, "fuzz: cannot restore model '%s': %s\n", name, st.message().c_str());
+      std::abort();
+    }
+    RecordBaseline(Server(), name);
+  }
 }
 
 std::unique_ptr<InferenceResponse> InferSync(std::unique_ptr<InferenceRequest> request) {

@@ -16,6 +16,14 @@
 
 namespace flowserve {
 
+class HttpRequest;
+// Makes `r` the request in `fields` (the parser's `const boost::beast::http::fields*`,
+// opaque here), which must outlive `r`, as must the bytes `method` and `target` view.
+// How the listener builds what it hands to the handler; public so that a harness can
+// feed a handler without a socket. A null `body` becomes an empty one.
+void FillHttpRequest(HttpRequest& r, std::string_view method, std::string_view target,
+                     const void* fields, std::shared_ptr<std::string> body);
+
 // A received request. Valid only during the handler call, except `body`, which the
 // handler may keep (and modify: JSON is parsed in place) for as long as it likes.
 class HttpRequest {
@@ -30,7 +38,8 @@ class HttpRequest {
   const std::shared_ptr<std::string>& body() const { return body_; }
 
  private:
-  friend struct HttpRequestAccess;  // the listener fills it in
+  friend void FillHttpRequest(HttpRequest&, std::string_view, std::string_view, const void*,
+                              std::shared_ptr<std::string>);
   std::string_view method_, path_, query_;
   const void* fields_ = nullptr;  // the parser's header fields
   std::shared_ptr<std::string> body_;

@@ -1,7 +1,9 @@
 #pragma once
 // The KServe v2 HTTP/REST frontend with Triton's extensions (binary tensors,
-// classification, model repository, statistics, logging).
+// classification, model repository, statistics, logging): the routes of kserve_router.h
+// behind an HttpListener.
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -11,7 +13,6 @@ namespace flowserve {
 
 class InferenceServer;
 class HttpListener;
-class BlockingWorker;
 class ApiAuth;
 
 struct HttpOptions {
@@ -39,8 +40,8 @@ class HttpServer {
 
  private:
   HttpServer() = default;
-  std::unique_ptr<BlockingWorker> worker_;  // model load / unload off the I/O threads
   std::unique_ptr<HttpListener> listener_;
+  std::function<void()> stop_routes_;  // ends the routes' model load / unload thread
 };
 
 }  // namespace flowserve

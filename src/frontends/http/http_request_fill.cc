@@ -1,0 +1,19 @@
+// FillHttpRequest on its own: the listener and in-process harnesses build the requests
+// their handlers see the same way, and the harnesses need none of the listener's sockets.
+#include <utility>
+
+#include "frontends/http/http_listener.h"
+
+namespace flowserve {
+
+void FillHttpRequest(HttpRequest& r, std::string_view method, std::string_view target,
+                     const void* fields, std::shared_ptr<std::string> body) {
+  r.method_ = method;
+  const size_t q = target.find('?');
+  r.path_ = target.substr(0, q);
+  r.query_ = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+  r.fields_ = fields;
+  r.body_ = body ? std::move(body) : std::make_shared<std::string>();
+}
+
+}  // namespace flowserve
