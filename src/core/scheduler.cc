@@ -5,7 +5,9 @@
 #include <set>
 
 #include "backends/backend.h"
+#include "common/adaptive_spin.h"
 #include "common/logging.h"
+#include "common/wake_batch.h"
 #include "core/model_version.h"
 #include "core/response_finisher.h"
 #include "core/statistics.h"
@@ -15,6 +17,9 @@ namespace flowserve {
 namespace {
 
 constexpr uint64_t kNever = std::numeric_limits<uint64_t>::max();
+// How long an instance thread polls for the next request after executing, before it
+// sleeps on the queue's condition variable (see AdaptiveSpin).
+constexpr std::chrono::microseconds kSpinAfterBatch{100};
 
 // Two requests can share a batch when every input has the same non-batch dims.
 bool SameItemShapes(const InferenceRequest& a, const InferenceRequest& b) {
@@ -199,7 +204,8 @@ Status Scheduler::Enqueue(std::unique_ptr<InferenceRequest>& request) {
                        std::to_string(qp.max_queue_size) + " requests" + where));
     return Status::Ok();
   }
-  cv_.notify_one();
+  // From an I/O thread, requests parsed in the same turn share one wake-up.
+  WakeBatch::NotifyOne(cv_);
   return Status::Ok();
 }
 
@@ -214,7 +220,7 @@ void Scheduler::Drain() {
     if (draining_ && workers_.empty()) return;
     draining_ = true;
   }
-  cv_.notify_all();
+  cv_->notify_all();
   for (auto& w : workers_) {
     if (w.joinable()) w.join();
   }
@@ -267,36 +273,27 @@ void Scheduler::TakeFront(size_t n, Batch& batch) {
                                              std::memory_order_relaxed);
 }
 
-bool Scheduler::SpinForWork() const {
-  constexpr uint64_t kSpinNs = 100'000;
-  const uint64_t until = NowNs() + kSpinNs;
-  for (int i = 0;; ++i) {
-    if (queued_.load(std::memory_order_relaxed) > 0 || draining_.load(std::memory_order_relaxed)) {
-      return true;
-    }
-    if ((i & 63) == 63 && NowNs() >= until) return false;
-    __builtin_ia32_pause();
-  }
-}
-
 bool Scheduler::NextBatch(std::unique_lock<std::mutex>& lock, Batch& batch, Batch& expired,
-                          uint64_t& seq, bool hot) {
+                          uint64_t& seq, AdaptiveSpin* spin) {
   for (;;) {
     const uint64_t now = NowNs();
     const uint64_t next_deadline = ExpireTimedOut(now, expired);
     if (!expired.empty()) return true;  // answer them first, then come back
     if (queued_ == 0) {
       if (draining_) return false;
-      if (hot) {
-        hot = false;  // spin once per executed batch, then sleep
+      if (spin) {
         lock.unlock();
-        SpinForWork();
+        spin->Spin([this] {
+          return queued_.load(std::memory_order_relaxed) > 0 ||
+                 draining_.load(std::memory_order_relaxed);
+        });
+        spin = nullptr;  // once per executed batch, then sleep
         lock.lock();
         // Re-check under the lock whatever the spin saw: a request queued (and its
         // notify sent) between the spin's last look and lock() must not be missed.
         continue;
       }
-      cv_.wait(lock);
+      cv_->wait(lock);
       continue;
     }
 
@@ -359,29 +356,30 @@ bool Scheduler::NextBatch(std::unique_lock<std::mutex>& lock, Batch& batch, Batc
       // Nothing to send yet: sleep until the batch delay or a queue timeout runs out,
       // or a new request arrives. Never a busy wait.
       if (wake == kNever) {
-        cv_.wait(lock);
+        cv_->wait(lock);
       } else if (wake > now) {
-        cv_.wait_for(lock, std::chrono::nanoseconds(wake - now));
+        cv_->wait_for(lock, std::chrono::nanoseconds(wake - now));
       }
       continue;
     }
     TakeFront(take, batch);
     seq = next_seq_++;
     // Another idle instance may be able to start on what is left.
-    if (queued_ > 0) cv_.notify_one();
+    if (queued_ > 0) cv_->notify_one();
     return true;
   }
 }
 
 void Scheduler::WorkerLoop(BackendInstance* instance) {
   Batch batch, expired;
-  bool hot = false;
+  AdaptiveSpin spin(kSpinAfterBatch);
+  bool hot = false;  // just executed: a request may be on its way
   for (;;) {
     uint64_t seq = 0;
     uint64_t dequeue_ns = 0;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      if (!NextBatch(lock, batch, expired, seq, hot)) return;
+      if (!NextBatch(lock, batch, expired, seq, hot ? &spin : nullptr)) return;
       dequeue_ns = NowNs();
     }
     for (auto& r : expired) {

@@ -18,6 +18,7 @@
 
 namespace flowserve {
 
+class AdaptiveSpin;
 class BackendInstance;
 class ModelVersion;
 
@@ -80,12 +81,11 @@ class Scheduler {
   void WorkerLoop(BackendInstance* instance);
   // Blocks until a batch is ready or requests timed out; false when draining and
   // nothing is left. `seq` numbers batches in the order they leave the queue.
-  // `hot`: this worker just executed, so a request may be on its way; spin briefly
-  // before sleeping, because a futex wake-up costs more than the request itself.
+  // `spin` (the worker's own; null unless it just executed, so that a request may be
+  // on its way): poll briefly before sleeping, because a futex wake-up costs more than
+  // a small request.
   bool NextBatch(std::unique_lock<std::mutex>& lock, Batch& batch, Batch& expired, uint64_t& seq,
-                 bool hot);
-  // Spins up to kSpinNs for a request or a drain; true when one came.
-  bool SpinForWork() const;
+                 AdaptiveSpin* spin);
   // Moves timed-out requests out (REJECT) or to the back (DELAY); returns the
   // earliest deadline still pending (UINT64_MAX when none).
   uint64_t ExpireTimedOut(uint64_t now, Batch& expired);
@@ -105,7 +105,8 @@ class Scheduler {
   std::vector<std::thread> workers_;
 
   mutable std::mutex mu_;
-  std::condition_variable cv_;
+  // Shared: a batched wake-up (WakeBatch) may reach it after this scheduler is gone.
+  std::shared_ptr<std::condition_variable> cv_ = std::make_shared<std::condition_variable>();
   std::map<uint64_t, Level> levels_;  // priority level -> queues; 1 is the highest
   std::atomic<size_t> queued_{0};     // written under mu_; read without it while spinning
   size_t with_deadline_ = 0;          // queued requests that can time out

@@ -2,9 +2,11 @@
 
 #include <atomic>
 #include <deque>
+#include <functional>
 #include <string>
 #include <utility>
 
+#include "common/client_activity.h"
 #include "core/server.h"
 #include "frontends/grpc/infer_convert.h"
 
@@ -90,22 +92,30 @@ grpc::ServerUnaryReactor* HandleModelInfer(InferenceServer* server,
                                            const ModelInferRequest* request,
                                            ModelInferResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  // The peer names the client's connection, which carries all of a channel's calls.
+  NoteRequestFrom(std::hash<std::string>{}(context->peer()));
   auto core_request = std::make_unique<InferenceRequest>();
-  Status st = ToInferenceRequest(*request, InferMessagePool::Owner(context->GetRpcAllocatorState()),
-                                 core_request.get());
+  std::shared_ptr<const void> owner = InferMessagePool::Owner(context->GetRpcAllocatorState());
+  Status st = ToInferenceRequest(*request, owner, core_request.get());
   if (!st.ok()) {
     reactor->Finish(ToGrpcStatus(st));
     return reactor;
   }
   // grpc keeps `response` alive until Finish, and the core calls this exactly once.
-  core_request->on_complete = [reactor, response](std::unique_ptr<InferenceResponse> r) {
-    if (!r->status.ok()) {
-      reactor->Finish(ToGrpcStatus(r->status));
-      return;
-    }
-    ToModelInferResponse(*r, response);
-    reactor->Finish(grpc::Status::OK);
-  };
+  // The pair goes back to the pool when the last reference to it drops, and the core
+  // drops the request's (input tensors) before this runs. Holding one until after
+  // Finish makes the reference count itself order these writes before the pair's
+  // Clear() and reuse, instead of relying only on grpc's hand-off of the finished call.
+  core_request->on_complete =
+      [reactor, response, owner = std::move(owner)](std::unique_ptr<InferenceResponse> r) mutable {
+        if (!r->status.ok()) {
+          reactor->Finish(ToGrpcStatus(r->status));
+        } else {
+          ToModelInferResponse(*r, response);
+          reactor->Finish(grpc::Status::OK);
+        }
+        owner.reset();
+      };
   server->Infer(std::move(core_request));
   return reactor;
 }
@@ -168,6 +178,7 @@ class StreamInferReactor
   }
 
   void Submit(std::shared_ptr<ModelInferRequest> msg) {
+    NoteRequestFrom(reinterpret_cast<uintptr_t>(this));
     auto request = std::make_unique<InferenceRequest>();
     Status st = ToInferenceRequest(*msg, msg, request.get());
     if (!st.ok()) {

@@ -10,7 +10,10 @@
 #include <thread>
 #include <unordered_map>
 
+#include "common/adaptive_spin.h"
+#include "common/client_activity.h"
 #include "common/logging.h"
+#include "common/wake_batch.h"
 #include "frontends/http/beast.h"
 
 namespace flowserve {
@@ -68,28 +71,6 @@ std::string_view HttpRequest::header(std::string_view name) const {
   auto it = fields->find(name);
   return it == fields->end() ? std::string_view() : it->value();
 }
-
-namespace {
-inline void CpuRelax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
-}  // namespace
-
-struct HttpRequestAccess {
-  static void Fill(HttpRequest& r, std::string_view method, std::string_view target,
-                   const bhttp::fields* fields, std::shared_ptr<std::string> body) {
-    r.method_ = method;
-    size_t q = target.find('?');
-    r.path_ = target.substr(0, q);
-    if (q != std::string_view::npos) r.query_ = target.substr(q + 1);
-    r.fields_ = fields;
-    r.body_ = std::move(body);
-  }
-};
 
 namespace {
 
@@ -228,8 +209,8 @@ class Session : public std::enable_shared_from_this<Session> {
       auto& head = parser_->get();
       HttpRequest request;
       static const auto kNoBody = std::make_shared<std::string>();
-      HttpRequestAccess::Fill(request, head.method_string(), head.target(),
-                              static_cast<const bhttp::fields*>(&head), kNoBody);
+      FillHttpRequest(request, head.method_string(), head.target(),
+                      static_cast<const bhttp::fields*>(&head), kNoBody);
       if (std::optional<HttpReply> refusal = impl_->options.precheck(request)) {
         // The unread body would be taken for the next request: close after answering.
         keep_alive_ = parser_->is_done() && head.keep_alive();
@@ -305,6 +286,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void OnRequest() {
+    NoteRequestFrom(reinterpret_cast<uintptr_t>(this));
     state_ = State::kHandling;
     ++timer_generation_;
     timer_.cancel();
@@ -315,9 +297,9 @@ class Session : public std::enable_shared_from_this<Session> {
     head_only_ = msg.method() == bhttp::verb::head;
 
     HttpRequest request;
-    HttpRequestAccess::Fill(request, msg.method_string(), msg.target(),
-                            static_cast<const bhttp::fields*>(&msg),
-                            std::make_shared<std::string>(std::move(msg.body())));
+    FillHttpRequest(request, msg.method_string(), msg.target(),
+                    static_cast<const bhttp::fields*>(&msg),
+                    std::make_shared<std::string>(std::move(msg.body())));
 
     in_handler_ = true;
     impl_->handler(request, MakeRespond());
@@ -487,20 +469,25 @@ void HttpListener::Impl::Refuse(tcp::socket s) {
 void HttpListener::Impl::Run(size_t ctx_index) {
   asio::io_context& ctx = *contexts[ctx_index];
   const int& waiting = awaiting[ctx_index].count;
-  const auto spin = std::chrono::microseconds(options.spin_us);
+  AdaptiveSpin spin{std::chrono::microseconds(options.spin_us)};
   for (;;) {
-    if (waiting > 0 && spin.count() > 0 && !spinning.exchange(true, std::memory_order_acquire)) {
+    size_t ran = 0;
+    {
+      // One turn: everything ready now. Requests parsed in it share one wake-up of the
+      // thread that executes them.
+      WakeBatch batch;
+      ran = ctx.poll();
+    }
+    if (ran > 0) continue;
+    if (waiting > 0 && !spinning.exchange(true, std::memory_order_acquire)) {
       // Answers are due from another thread: poll briefly instead of sleeping, since the
       // wake-up of a sleeping (virtual) CPU costs more than a fast model takes to answer.
-      auto deadline = std::chrono::steady_clock::now() + spin;
-      size_t ran = 0;
-      while (waiting > 0 && (ran = ctx.poll()) == 0 &&
-             std::chrono::steady_clock::now() < deadline) {
-        CpuRelax();
-      }
+      WakeBatch batch;
+      spin.Spin([&] { return waiting == 0 || (ran = ctx.poll()) > 0; });
       spinning.store(false, std::memory_order_release);
       if (ran > 0) continue;
     }
+    WakeBatch batch;
     if (ctx.run_one() == 0) return;  // stopped, or out of work after Stop()
   }
 }
