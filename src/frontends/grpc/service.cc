@@ -1,7 +1,6 @@
 #include "frontends/grpc/service.h"
 
 #include <algorithm>
-#include <iterator>
 
 #include "common/datatype.h"
 #include "core/server.h"
@@ -87,44 +86,6 @@ Status Unsupported(const char* what) {
 }
 
 }  // namespace
-
-void CallThreads::Run(std::function<void()> body) {
-  std::list<Entry> finished;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (auto it = running_.begin(); it != running_.end();) {
-      auto next = std::next(it);
-      if (it->done) finished.splice(finished.end(), running_, it);
-      it = next;
-    }
-    auto entry = running_.emplace(running_.end());
-    // The new thread reaches `entry` only through mu_, which is held until it is set.
-    try {
-      entry->thread = std::thread([this, entry, body = std::move(body)] {
-        body();
-        std::lock_guard<std::mutex> done_lock(mu_);
-        entry->done = true;
-      });
-    } catch (...) {
-      running_.erase(entry);
-      throw;
-    }
-  }
-  // A finished body only has its thread's exit left; that is all these joins wait for.
-  for (Entry& e : finished) e.thread.join();
-}
-
-void CallThreads::JoinAll() {
-  for (;;) {
-    std::list<Entry> all;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (running_.empty()) return;
-      all.swap(running_);
-    }
-    for (Entry& e : all) e.thread.join();
-  }
-}
 
 Service::Service(InferenceServer* server, int infer_allocation_pool_size,
                  std::shared_ptr<const ApiAuth> auth)
@@ -312,10 +273,11 @@ grpc::ServerUnaryReactor* Service::RepositoryModelLoad(Ctx* ctx,
     }
   }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  repository_calls_.Run(
+  const bool posted = repository_calls_.Post(
       [server = server_, reactor, name = req->model_name(), config = std::move(config_json)] {
         reactor->Finish(ToGrpcStatus(server->LoadModel(name, config)));
       });
+  if (!posted) reactor->Finish(ToGrpcStatus(Unavailable("the server is shutting down")));
   return reactor;
 }
 
@@ -337,9 +299,11 @@ grpc::ServerUnaryReactor* Service::RepositoryModelUnload(Ctx* ctx,
     unload_dependents = p.bool_param();
   }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  repository_calls_.Run([server = server_, reactor, name = req->model_name(), unload_dependents] {
-    reactor->Finish(ToGrpcStatus(server->UnloadModel(name, unload_dependents)));
-  });
+  const bool posted = repository_calls_.Post(
+      [server = server_, reactor, name = req->model_name(), unload_dependents] {
+        reactor->Finish(ToGrpcStatus(server->UnloadModel(name, unload_dependents)));
+      });
+  if (!posted) reactor->Finish(ToGrpcStatus(Unavailable("the server is shutting down")));
   return reactor;
 }
 

@@ -4,14 +4,13 @@
 #include <grpcpp/grpcpp.h>
 
 #include <functional>
-#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "common/blocking_worker.h"
 #include "common/status.h"
 #include "core/api_auth.h"
 #include "frontends/grpc/infer_handlers.h"
@@ -40,36 +39,14 @@ class TraceSettingsStore {
   std::map<std::string, Settings> per_model_;
 };
 
-// Runs RPC bodies that take as long as a model needs (load, unload) on threads of their
-// own, so grpc's callback threads stay free, and joins them: such a body uses the core
-// and finishes its call into the grpc server, so it must be over before either goes.
-class CallThreads {
- public:
-  CallThreads() = default;
-  CallThreads(const CallThreads&) = delete;
-  CallThreads& operator=(const CallThreads&) = delete;
-  ~CallThreads() { JoinAll(); }
-
-  void Run(std::function<void()> body);
-  // Waits for every body started so far, including ones started while waiting.
-  void JoinAll();
-
- private:
-  struct Entry {
-    std::thread thread;
-    bool done = false;
-  };
-  std::mutex mu_;
-  std::list<Entry> running_;  // an entry is joined and erased once `done`
-};
-
 class Service final : public inference::GRPCInferenceService::CallbackService {
  public:
   Service(InferenceServer* server, int infer_allocation_pool_size,
           std::shared_ptr<const ApiAuth> auth = nullptr);
 
-  // After the grpc server stopped taking calls: waits for load/unload calls still running.
-  void WaitForRepositoryCalls() { repository_calls_.JoinAll(); }
+  // After the grpc server stopped taking calls: lets the load/unload calls already taken
+  // finish (they use the core and finish into the grpc server), then ends their thread.
+  void WaitForRepositoryCalls() { repository_calls_.Stop(); }
 
   using Unary = grpc::ServerUnaryReactor;
   using Ctx = grpc::CallbackServerContext;
@@ -123,7 +100,7 @@ class Service final : public inference::GRPCInferenceService::CallbackService {
   std::shared_ptr<const ApiAuth> auth_;  // null when nothing is restricted
   std::shared_ptr<InferMessagePool> pool_;
   TraceSettingsStore trace_;
-  CallThreads repository_calls_;
+  BlockingWorker repository_calls_;  // model load and unload, one at a time
 };
 
 // Finishes a unary call at once with `status`.

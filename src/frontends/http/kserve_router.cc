@@ -1,15 +1,12 @@
 #include "frontends/http/kserve_router.h"
 
 #include <algorithm>
-#include <condition_variable>
-#include <deque>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
+#include "common/blocking_worker.h"
 #include "common/logging.h"
 #include "core/server.h"
 #include "frontends/http/infer_codec.h"
@@ -18,51 +15,6 @@
 
 namespace flowserve {
 namespace {
-
-// Runs slow control operations (model load and unload) one at a time on its own thread,
-// so an I/O thread never waits for a model to load.
-class BlockingWorker {
- public:
-  BlockingWorker() : thread_([this] { Run(); }) {}
-  ~BlockingWorker() { Stop(); }
-
-  // False once stopped: the job will never run.
-  bool Post(std::function<void()> job) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (stop_) return false;
-    jobs_.push_back(std::move(job));
-    cv_.notify_one();
-    return true;
-  }
-  void Stop() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-      cv_.notify_one();
-    }
-    if (thread_.joinable()) thread_.join();
-  }
-
- private:
-  void Run() {
-    std::unique_lock<std::mutex> lock(mu_);
-    for (;;) {
-      cv_.wait(lock, [this] { return stop_ || !jobs_.empty(); });
-      if (jobs_.empty()) return;  // stopping, nothing left
-      auto job = std::move(jobs_.front());
-      jobs_.pop_front();
-      lock.unlock();
-      job();
-      lock.lock();
-    }
-  }
-
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> jobs_;
-  bool stop_ = false;
-  std::thread thread_;
-};
 
 HttpReply EmptyReply(int status) {
   HttpReply r;
