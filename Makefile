@@ -46,13 +46,18 @@ FUZZ_SECONDS ?= 30
 FUZZ_TARGETS ?= http_request json_infer_request binary_framing model_config grpc_infer_request
 ASAN_DIR ?= build-asan
 TSAN_DIR ?= build-tsan
-# libtorch, grpc and python are not instrumented. ASan/UBSan see every heap access anyway,
-# so the ASan tree keeps the pytorch backend; TSan cannot see the synchronization inside
-# libtorch's thread pools, so its tree leaves the backend out and the tests that need it.
-TSAN_NO_TORCH := --ignore=tests/e2e/test_pytorch.py \
+# libtorch, onnxruntime, grpc and python are not instrumented. ASan/UBSan see every heap
+# access anyway, so the ASan tree keeps the framework backends; TSan cannot see the
+# synchronization inside their thread pools, so its tree leaves them out and the tests
+# that need them.
+TSAN_NO_TORCH := --ignore=tests/e2e/test_pytorch.py --ignore=tests/e2e/test_backend_modules.py \
+	--ignore=tests/e2e/test_onnxruntime.py \
 	--deselect tests/e2e/test_ensemble.py::test_diamond_matches_steps_called_by_hand \
 	--deselect tests/e2e/test_ensemble.py::test_concurrent_ensemble_requests_are_batched_and_correct \
-	--deselect tests/e2e/test_ensemble.py::test_digits_pipeline_example
+	--deselect tests/e2e/test_ensemble.py::test_digits_pipeline_example \
+	--deselect tests/e2e/test_model_features.py::test_warmup_on_a_torchscript_model \
+	--deselect tests/e2e/test_python_backend.py::test_bls_to_torchscript_and_ensemble \
+	--deselect tests/e2e/test_python_backend.py::test_example_digits_image_ensemble
 SAN_SUPP := $(abspath fuzz/sanitizers)
 
 fuzz-deps:
@@ -62,7 +67,7 @@ fuzz-deps:
 # on the checked-in seeds plus what earlier runs found; crashes land in $(FUZZ_DIR)/crashes.
 fuzz: fuzz-deps
 	CC=clang-14 CXX=clang++-14 cmake -S . -B $(FUZZ_DIR) -G Ninja -DFLOWSERVE_FUZZ=ON \
-	  -DFLOWSERVE_WITH_PYTORCH=OFF -DFLOWSERVE_WITH_TESTS=OFF
+	  -DFLOWSERVE_WITH_PYTORCH=OFF -DFLOWSERVE_WITH_ONNXRUNTIME=OFF -DFLOWSERVE_WITH_TESTS=OFF
 	ninja -C $(FUZZ_DIR) -j $(JOBS) fuzz_targets
 	@mkdir -p $(FUZZ_DIR)/crashes
 	@for t in $(FUZZ_TARGETS); do \
@@ -90,14 +95,15 @@ test-asan: export LSAN_OPTIONS = suppressions=$(SAN_SUPP)/lsan.supp:print_suppre
 test-asan: export UBSAN_OPTIONS = print_stacktrace=1:suppressions=$(SAN_SUPP)/ubsan.supp:log_path=$(abspath $(ASAN_DIR))/sanitizer-logs/ubsan
 test-asan: deps
 	cmake -S . -B $(ASAN_DIR) -G Ninja -DFLOWSERVE_SANITIZE=address
-	ninja -C $(ASAN_DIR) -j $(JOBS) flowserve flowserve_unit_tests
+	ninja -C $(ASAN_DIR) -j $(JOBS)  # the server, its backend modules and the unit tests
 	$(call sanitizer_suite,$(ASAN_DIR),)
 
 test-tsan: export TSAN_OPTIONS = log_path=$(abspath $(TSAN_DIR))/sanitizer-logs/tsan:suppressions=$(SAN_SUPP)/tsan.supp:second_deadlock_stack=1
 test-tsan: deps
-	cmake -S . -B $(TSAN_DIR) -G Ninja -DFLOWSERVE_SANITIZE=thread -DFLOWSERVE_WITH_PYTORCH=OFF
-	ninja -C $(TSAN_DIR) -j $(JOBS) flowserve flowserve_unit_tests
-	@echo "test-tsan: skipping the pytorch tests: this tree has no pytorch backend (see Makefile)"
+	cmake -S . -B $(TSAN_DIR) -G Ninja -DFLOWSERVE_SANITIZE=thread -DFLOWSERVE_WITH_PYTORCH=OFF \
+	  -DFLOWSERVE_WITH_ONNXRUNTIME=OFF
+	ninja -C $(TSAN_DIR) -j $(JOBS)
+	@echo "test-tsan: skipping the pytorch and onnxruntime tests: this tree has neither backend (see Makefile)"
 	$(call sanitizer_suite,$(TSAN_DIR),$(TSAN_NO_TORCH))
 
 format:

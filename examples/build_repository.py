@@ -2,8 +2,12 @@
 """Builds the example model repository that `make serve` serves, with no download.
 
   digits    a small CNN trained here on scikit-learn's bundled 8x8 digits (train split)
+  digits_onnx  the same trained network exported to ONNX (torch.onnx.export), served by
+            the onnxruntime backend
   identity  the identity backend, for benchmarks of the server itself
   resnet50  (--resnet50) torchvision's ResNet-50 with random weights, for benchmarks
+  resnet50_onnx  (--resnet50) the same ResNet-50 exported to ONNX
+  digits_image  an ensemble: a Python model (python_models.py) decodes an image file for digits
 
 Also writes a few digit PNGs from the test split into examples/data/ for the client.
 A model whose stamp matches this script is not rebuilt, so repeated runs take
@@ -14,6 +18,7 @@ import hashlib
 import pathlib
 import sys
 import time
+import warnings
 
 HERE = pathlib.Path(__file__).resolve().parent
 DATA_DIR = HERE / "data"
@@ -46,6 +51,18 @@ instance_group [ {{ count: 1 kind: KIND_CPU }} ]
 parameters {{ key: "INTRA_OP_THREAD_COUNT" value: {{ string_value: "1" }} }}
 """
 
+# The same network and labels as digits, exported to ONNX with a dynamic batch axis.
+DIGITS_ONNX_CONFIG = f"""name: "digits_onnx"
+backend: "onnxruntime"
+max_batch_size: {DIGITS_MAX_BATCH}
+input [ {{ name: "INPUT__0" data_type: TYPE_FP32 dims: [ 1, 8, 8 ] }} ]
+output [ {{ name: "OUTPUT__0" data_type: TYPE_FP32 dims: [ 10 ] label_filename: "labels.txt" }} ]
+dynamic_batching {{ }}
+instance_group [ {{ count: 1 kind: KIND_CPU }} ]
+# Tiny tensors: a second intra-op thread costs more in hand-offs than it saves.
+parameters {{ key: "intra_op_thread_count" value: {{ string_value: "1" }} }}
+"""
+
 IDENTITY_CONFIG = """name: "identity"
 backend: "identity"
 max_batch_size: 8
@@ -56,6 +73,15 @@ dynamic_batching { }
 
 RESNET50_CONFIG = """name: "resnet50"
 backend: "pytorch"
+max_batch_size: 8
+input [ { name: "INPUT__0" data_type: TYPE_FP32 dims: [ 3, 224, 224 ] } ]
+output [ { name: "OUTPUT__0" data_type: TYPE_FP32 dims: [ 1000 ] } ]
+dynamic_batching { }
+instance_group [ { count: 1 kind: KIND_CPU } ]
+"""
+
+RESNET50_ONNX_CONFIG = """name: "resnet50_onnx"
+backend: "onnxruntime"
 max_batch_size: 8
 input [ { name: "INPUT__0" data_type: TYPE_FP32 dims: [ 3, 224, 224 ] } ]
 output [ { name: "OUTPUT__0" data_type: TYPE_FP32 dims: [ 1000 ] } ]
@@ -152,6 +178,55 @@ def build_digits(out, force):
         print("digits: WARNING accuracy below 0.95", file=sys.stderr)
 
 
+def export_onnx(torchscript_path, onnx_path, example):
+    """Exports a saved TorchScript module to ONNX with a dynamic batch axis, so the ONNX
+    model carries exactly the weights the TorchScript one does."""
+    import torch
+
+    module = torch.jit.load(str(torchscript_path)).eval()
+    onnx_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = onnx_path.with_suffix(".tmp")
+    with torch.no_grad(), warnings.catch_warnings():
+        # Exporting a ScriptModule: torch notes it cannot read the forward's Python
+        # signature, which only matters for keyword inputs.
+        warnings.filterwarnings("ignore", message="no signature found")
+        torch.onnx.export(module, example, str(tmp), input_names=["INPUT__0"],
+                          output_names=["OUTPUT__0"], opset_version=13,
+                          dynamic_axes={"INPUT__0": {0: "batch"}, "OUTPUT__0": {0: "batch"}})
+    tmp.replace(onnx_path)
+
+
+def build_digits_onnx(out, force):
+    model_dir = out / "digits_onnx"
+    source = out / "digits" / "1" / "model.pt"
+    stamp = script_stamp("digits_onnx" + (out / "digits" / ".build-stamp").read_text())
+    if not force and up_to_date(model_dir, stamp, ["config.pbtxt", "labels.txt", "1/model.onnx"]):
+        print("digits_onnx: up to date")
+        return
+    import torch
+
+    export_onnx(source, model_dir / "1" / "model.onnx", torch.zeros(2, 1, 8, 8))
+    (model_dir / "config.pbtxt").write_text(DIGITS_ONNX_CONFIG)
+    (model_dir / "labels.txt").write_text("\n".join(LABELS) + "\n")
+    write_stamp(model_dir, stamp)
+    print("digits_onnx: exported from digits/1/model.pt")
+
+
+def build_resnet50_onnx(out, force):
+    model_dir = out / "resnet50_onnx"
+    source = out / "resnet50" / "1" / "model.pt"
+    stamp = script_stamp("resnet50_onnx" + (out / "resnet50" / ".build-stamp").read_text())
+    if not force and up_to_date(model_dir, stamp, ["config.pbtxt", "1/model.onnx"]):
+        print("resnet50_onnx: up to date")
+        return
+    import torch
+
+    export_onnx(source, model_dir / "1" / "model.onnx", torch.zeros(1, 3, 224, 224))
+    (model_dir / "config.pbtxt").write_text(RESNET50_ONNX_CONFIG)
+    write_stamp(model_dir, stamp)
+    print("resnet50_onnx: exported from resnet50/1/model.pt")
+
+
 def write_digit_pngs():
     """One PNG per class from the test split: 8x8 scaled x4 (nearest) so it is viewable."""
     if all((DATA_DIR / f"digit_{label}.png").exists() for label in range(10)):
@@ -205,18 +280,23 @@ def build_resnet50(out, force):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="model repository folder to fill")
-    p.add_argument("--resnet50", action="store_true", help="also build resnet50 (~100 MB)")
+    p.add_argument("--resnet50", action="store_true",
+                   help="also build resnet50 and resnet50_onnx (~100 MB each)")
     p.add_argument("--force", action="store_true", help="rebuild even when up to date")
     args = p.parse_args()
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     build_digits(out, args.force)
+    build_digits_onnx(out, args.force)
     build_identity(out, args.force)
     if args.resnet50:
         build_resnet50(out, args.force)
+        build_resnet50_onnx(out, args.force)
     write_digit_pngs()
     from pipeline_models import build_pipeline  # digits_pipeline: an ensemble feeding digits
     build_pipeline(out, args.force)
+    from python_models import build_python_models  # digits_image: Python decode -> digits
+    build_python_models(out, args.force)
 
 
 if __name__ == "__main__":

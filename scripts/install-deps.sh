@@ -11,10 +11,13 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   libboost-dev libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   rapidjson-dev libcli11-dev libspdlog-dev libfmt-dev libgtest-dev libtorch-dev
+  libcurl4-openssl-dev libssl-dev libexpat1-dev  # s3:// repositories
   # example models, tests and benchmarks (Debian's python3, never another interpreter)
   python3 python3-torch python3-numpy python3-requests python3-grpcio python3-protobuf
   python3-grpc-tools python3-sklearn python3-pil python3-pytest python3-packaging
   python3-gevent python3-geventhttpclient python3-rapidjson
+  python3-torchvision python3-onnx
+  python3-boto3 python3-botocore  # s3 tests: uploads, and the SigV4 reference signer
   wrk nginx-light prometheus openssl curl
 )
 if [ "${1:-}" = "--fuzz" ]; then
@@ -29,13 +32,24 @@ for p in "${packages[@]}"; do
   fi
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
+# npm only fetches onnxruntime-node's tarball (scripts/fetch-onnxruntime.sh); a machine
+# whose Node.js already brings npm needs no Debian one.
+if [ "${1:-}" != "--fuzz" ] && ! command -v npm >/dev/null; then
+  missing+=(npm)
 fi
 
-echo "install-deps: installing ${missing[*]}"
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -q
-$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -q
+  $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# ONNX Runtime (headers + library) into the git-ignored .deps/; a no-op once fetched.
+if [ "${1:-}" != "--fuzz" ]; then
+  "$(dirname "${BASH_SOURCE[0]}")/fetch-onnxruntime.sh"
+  # s3rver, the S3-compatible server the s3 tests start (.deps/s3rver); a no-op once there.
+  "$(dirname "${BASH_SOURCE[0]}")/install-s3rver.sh"
+fi

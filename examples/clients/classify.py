@@ -7,7 +7,9 @@
 
 The image goes as raw tensor bytes (the binary tensor extension) and the server does the
 top-k (the classification extension, class_count 3). --pipeline sends UINT8 pixels to the
-digits_pipeline ensemble instead of scaled FP32 to digits.
+digits_pipeline ensemble instead of scaled FP32 to digits. --raw sends the image file as
+it is (one BYTES element) to the digits_image ensemble, whose Python model (digits_decode)
+decodes and scales it on the server.
 """
 import argparse
 import json
@@ -35,15 +37,20 @@ def parse_bytes_tensor(buf):
 
 
 def infer(url, model, input_name, pixels, output_name, class_count):
-    datatype = {np.float32: "FP32", np.uint8: "UINT8"}[pixels.dtype.type]
+    if isinstance(pixels, bytes):  # one BYTES element: 4-byte little-endian length + bytes
+        datatype, shape = "BYTES", [1, 1]
+        payload = struct.pack("<I", len(pixels)) + pixels
+    else:
+        datatype = {np.float32: "FP32", np.uint8: "UINT8"}[pixels.dtype.type]
+        shape, payload = list(pixels.shape), pixels.tobytes()
     body_json = {
-        "inputs": [{"name": input_name, "shape": list(pixels.shape), "datatype": datatype,
-                    "parameters": {"binary_data_size": pixels.nbytes}}],
+        "inputs": [{"name": input_name, "shape": shape, "datatype": datatype,
+                    "parameters": {"binary_data_size": len(payload)}}],
         "outputs": [{"name": output_name,
                      "parameters": {"classification": class_count, "binary_data": True}}],
     }
     header = json.dumps(body_json).encode()
-    r = requests.post(f"{url}/v2/models/{model}/infer", data=header + pixels.tobytes(),
+    r = requests.post(f"{url}/v2/models/{model}/infer", data=header + payload,
                       headers={"Inference-Header-Content-Length": str(len(header)),
                                "Content-Type": "application/octet-stream"}, timeout=30)
     if r.status_code != 200:
@@ -67,9 +74,18 @@ def main():
     p.add_argument("--pipeline", action="store_true",
                    help="send raw UINT8 pixels to the digits_pipeline ensemble, which scales "
                         "them on the server (digits_preprocess) before digits")
+    p.add_argument("--raw", action="store_true",
+                   help="send the image file as it is to the digits_image ensemble, which "
+                        "decodes it on the server (digits_decode, a Python model)")
     args = p.parse_args()
     if "://" not in args.url:  # tritonclient-style "localhost:8000"
         args.url = "http://" + args.url
+    if args.raw:
+        with open(args.image, "rb") as f:
+            result = infer(args.url, "digits_image", "IMAGE", f.read(), "SCORES", 3)
+        for entry in result:
+            print(entry)
+        return
     pixels = load_pixels(args.image)
     if args.pipeline:
         result = infer(args.url, "digits_pipeline", "IMAGE", pixels, "SCORES", 3)

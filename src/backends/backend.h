@@ -29,6 +29,9 @@ struct ModelLoadContext {
   std::map<std::string, std::string> backend_config;
   // Total instances of this model version; backends may share cores among them.
   int total_instance_count = 1;
+  // Sends a request to any model of this server (BLS: a model calling others, ensembles
+  // included); the response arrives through request->on_complete, on another thread.
+  std::function<void(std::unique_ptr<InferenceRequest>)> dispatch;
 };
 
 struct InstanceSpec {
@@ -58,15 +61,30 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual Result<std::unique_ptr<BackendModel>> LoadModel(const ModelLoadContext& ctx) = 0;
+  // Triton's config auto-complete: fills in what `config` leaves out (inputs, outputs,
+  // max_batch_size, a default dynamic batcher) from the model file in ctx.version_dir,
+  // and fails, naming the tensor, both values and the file, where the config contradicts
+  // the model. ctx.config points at `config` (read it there or here; write only here).
+  // ctx.version is the newest version the policy selects. The core validates afterwards.
+  virtual Status AutoCompleteConfig(const ModelLoadContext& /*ctx*/,
+                                    inference::ModelConfig& /*config*/) {
+    return Status::Ok();
+  }
 };
 
 // Backends are found by the config's `backend` (or a `platform` alias resolved by the
-// repository layer).
+// repository layer): first among those registered in-process (identity), then as a
+// module <backend directory>/<name>/libflowserve_<name>.so, loaded on first use.
 using BackendFactory = std::function<std::unique_ptr<Backend>()>;
 void RegisterBackend(const std::string& name, BackendFactory factory);
+// Where modules are looked up (--backend-directory). Set once, before the first load.
+void SetBackendDirectory(const std::string& dir);
+// The folder modules are found in when no flag says: <exe dir>/backends in a build tree,
+// <exe dir>/../lib/flowserve/backends in an install prefix.
+std::string DefaultBackendDirectory();
 Result<Backend*> FindBackend(const std::string& name);  // created once, then shared
-std::vector<std::string> RegisteredBackends();
-// Registers every backend compiled into this binary (identity, pytorch, ...).
+std::vector<std::string> RegisteredBackends();          // built-in and loaded modules
+// Registers the backends built into this binary (identity and the oneflow stub).
 void RegisterBuiltinBackends();
 
 }  // namespace flowserve

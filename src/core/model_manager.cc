@@ -6,11 +6,13 @@
 #include <thread>
 
 #include "common/logging.h"
+#include "core/config_autocomplete.h"
 #include "core/ensemble_plan.h"
 #include "core/ensemble_scheduler.h"
 #include "core/repository_poller.h"
 #include "model_config.pb.h"
 #include "repository/model_repository.h"
+#include "storage/repository_sources.h"
 
 namespace flowserve {
 namespace {
@@ -52,7 +54,10 @@ bool IsEnsemble(const std::shared_ptr<inference::ModelConfig>& cfg) {
 
 }  // namespace
 
-ModelManager::ModelManager(ServerOptions options) : options_(std::move(options)) {}
+ModelManager::ModelManager(ServerOptions options)
+    : options_(std::move(options)),
+      sources_(std::make_shared<storage::RepositorySources>(options_.model_repositories,
+                                                            options_.repository_cache_dir)) {}
 
 ModelManager::~ModelManager() { UnloadAll(); }
 
@@ -149,7 +154,9 @@ Status ModelManager::Sync(const ModelDirectory& dir, const std::string& config_j
   auto parsed = config_json.empty() ? LoadModelConfig(dir, options_.strict_model_config)
                                     : ParseModelConfigJson(config_json, name);
   if (!parsed.ok()) return fail_early(parsed.status());
-  std::shared_ptr<const inference::ModelConfig> cfg = parsed.value();
+  auto completed = AutoCompleteModelConfig(parsed.value(), dir, options_);
+  if (!completed.ok()) return fail_early(completed.status());
+  std::shared_ptr<const inference::ModelConfig> cfg = completed.value();
   auto selected = SelectVersions(*cfg, ListVersions(dir.path));
   if (!selected.ok()) return fail_early(selected.status().WithContext("model '" + name + "': "));
 
@@ -207,7 +214,8 @@ Status ModelManager::Sync(const ModelDirectory& dir, const std::string& config_j
       env.dispatch = [this](std::unique_ptr<InferenceRequest> r) { Dispatch(std::move(r)); };
       st = mv->LoadEnsemble(env);
     } else {
-      st = mv->Load(options_.backend_config);
+      st = mv->Load(options_.backend_config,
+                    [this](std::unique_ptr<InferenceRequest> r) { Dispatch(std::move(r)); });
     }
     VersionEntry& ve = next.versions[v];
     if (st.ok()) {
@@ -324,11 +332,24 @@ Status ModelManager::LoadFromScan(const RepositoryScan& scan, const std::string&
 Status ModelManager::LoadStartupModels() {
   for (const auto& repo : options_.model_repositories) {
     std::error_code ec;
+    if (repo.rfind("s3://", 0) == 0) continue;  // checked by listing it, below
     if (!std::filesystem::is_directory(repo, ec)) {
       return InvalidArgument("model repository '" + repo + "' is not a readable directory");
     }
   }
-  RepositoryScan scan = ScanRepositories(options_.model_repositories, options_.strict_model_config);
+  // Object stores are mirrored first (explicit mode: only the --load-model versions).
+  storage::FetchScope scope;
+  if (options_.model_control_mode == "explicit") {
+    const auto& want = options_.startup_models;
+    if (std::find(want.begin(), want.end(), "*") == want.end())
+      scope = storage::FetchScope::Only({want.begin(), want.end()});
+  }
+  Status fetch_error;
+  RepositoryScan scan = sources_->Scan(scope, options_.strict_model_config, &fetch_error);
+  if (!scan.error.ok()) return scan.error;
+  // An unreachable or missing bucket: fatal with --exit-on-error, else the server stays
+  // up and (in poll mode) keeps trying.
+  if (!fetch_error.ok() && options_.exit_on_error) return fetch_error;
   for (const auto& [name, err] : scan.errors) {
     ModelEntry e;
     e.error = err;
@@ -361,7 +382,12 @@ Status ModelManager::LoadStartupModels() {
 }
 
 Status ModelManager::Load(const std::string& name, const std::string& config_json) {
-  RepositoryScan scan = ScanRepositories(options_.model_repositories, options_.strict_model_config);
+  Status fetch_error;
+  RepositoryScan scan =
+      sources_->Scan(storage::FetchScope::Only({name}), options_.strict_model_config, &fetch_error);
+  if (!fetch_error.ok() && !FindDir(scan, name)) {
+    return fetch_error.WithContext("failed to load '" + name + "': ");
+  }
   Status st = LoadFromScan(scan, name, config_json, SyncMode::kAlways, 0);
   if (!st.ok() && st.message().find(name) == std::string::npos) {
     st = st.WithContext("failed to load '" + name + "': ");
@@ -370,7 +396,8 @@ Status ModelManager::Load(const std::string& name, const std::string& config_jso
 }
 
 void ModelManager::Poll() {
-  RepositoryScan scan = ScanRepositories(options_.model_repositories, options_.strict_model_config);
+  // A store that cannot be listed keeps its cached models as they are: nothing unloads.
+  RepositoryScan scan = sources_->Scan(storage::FetchScope::All(), options_.strict_model_config);
   if (!scan.error.ok()) {
     FS_LOG_ERROR("repository poll: {}", scan.error.message());
     return;
@@ -532,8 +559,17 @@ std::vector<std::shared_ptr<ModelVersion>> ModelManager::Loaded() const {
 }
 
 std::vector<ModelIndexEntry> ModelManager::Index(bool ready_only) const {
+  // Like Triton, the full index also names the folders never loaded (explicit mode, or
+  // added since start-up in none mode). The disk is read before taking the table lock so
+  // a slow repository never holds up lookups.
+  RepositoryScan scan;
+  if (!ready_only) {
+    // s3:// repositories are read through their cache folders (no fetch here).
+    scan = ScanRepositories(sources_->LocalPaths(), options_.strict_model_config);
+  }
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<ModelIndexEntry> out;
+  std::set<std::string> listed;
   for (const auto& [name, e] : models_) {
     if (!e.error.ok() && !ready_only) {
       out.push_back({name, "", "UNAVAILABLE", e.error.message()});
@@ -542,7 +578,18 @@ std::vector<ModelIndexEntry> ModelManager::Index(bool ready_only) const {
       if (ready_only && ve.state != "READY") continue;
       out.push_back({name, std::to_string(v), ve.state, ve.reason});
     }
+    if (!out.empty() && out.back().name == name) listed.insert(name);
   }
+  if (ready_only) return out;
+  for (const auto& d : scan.models) {
+    if (!listed.count(d.name)) out.push_back({d.name, "", "", ""});  // the name alone
+  }
+  for (const auto& [name, error] : scan.errors) {
+    if (!listed.count(name)) out.push_back({name, "", "UNAVAILABLE", error.message()});
+  }
+  std::stable_sort(out.begin(), out.end(), [](const ModelIndexEntry& a, const ModelIndexEntry& b) {
+    return a.name < b.name;
+  });
   return out;
 }
 

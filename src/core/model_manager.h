@@ -24,6 +24,9 @@ namespace flowserve {
 
 struct ModelDirectory;
 struct RepositoryScan;
+namespace storage {
+class RepositorySources;
+}
 
 class ModelManager {
  public:
@@ -97,6 +100,8 @@ class ModelManager {
   static bool Serving(const ModelEntry& entry);
 
   ServerOptions options_;
+  // Local folders as they are; s3:// repositories through their local cache.
+  std::shared_ptr<storage::RepositorySources> sources_;
   mutable std::mutex mu_;
   std::map<std::string, ModelEntry> models_;
   std::mutex ops_mu_;

@@ -3,6 +3,7 @@
 #include "backends/backend.h"
 #include "common/logging.h"
 #include "core/ensemble_scheduler.h"
+#include "core/model_warmup.h"
 #include "core/request_validator.h"
 #include "core/scheduler.h"
 #include "model_config.pb.h"
@@ -40,7 +41,11 @@ ModelVersion::ModelVersion(std::string name, int64_t version,
     : name_(std::move(name)),
       version_(version),
       config_(std::move(config)),
-      model_dir_(std::move(model_dir)) {}
+      model_dir_(std::move(model_dir)) {
+  if (IsEnsemble()) return;
+  for (const auto& in : config_->input()) has_reshape_ = has_reshape_ || in.has_reshape();
+  for (const auto& out : config_->output()) has_reshape_ = has_reshape_ || out.has_reshape();
+}
 
 ModelVersion::~ModelVersion() { executor_.reset(); }
 
@@ -62,7 +67,8 @@ Status ModelVersion::LoadLabels() {
 }
 
 Status ModelVersion::Load(
-    const std::map<std::string, std::map<std::string, std::string>>& backend_config) {
+    const std::map<std::string, std::map<std::string, std::string>>& backend_config,
+    std::function<void(std::unique_ptr<InferenceRequest>)> dispatch) {
   const auto& cfg = *config_;
   FS_RETURN_IF_ERROR(LoadLabels());
 
@@ -75,6 +81,7 @@ Status ModelVersion::Load(
   ctx.model_dir = model_dir_;
   ctx.version_dir = model_dir_ + "/" + std::to_string(version_);
   ctx.config = config_.get();
+  ctx.dispatch = std::move(dispatch);
   auto bc = backend_config.find(cfg.backend());
   if (bc != backend_config.end()) ctx.backend_config = bc->second;
   int total = 0;
@@ -95,6 +102,7 @@ Status ModelVersion::Load(
       spec.kind = g.kind();
       auto inst = backend_model->CreateInstance(spec);
       if (!inst.ok()) return inst.status().WithContext("instance " + spec.name + ": ");
+      FS_RETURN_IF_ERROR(RunWarmup(*this, *inst.value(), spec.name));
       instances.push_back(std::move(inst.value()));
     }
   }
@@ -103,6 +111,7 @@ Status ModelVersion::Load(
     spec.name = name_ + "_0";
     auto inst = backend_model->CreateInstance(spec);
     if (!inst.ok()) return inst.status();
+    FS_RETURN_IF_ERROR(RunWarmup(*this, *inst.value(), spec.name));
     instances.push_back(std::move(inst.value()));
   }
   auto scheduler =

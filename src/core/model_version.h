@@ -3,6 +3,7 @@
 // requests. Held by shared_ptr: a request in flight keeps its model version alive
 // through an unload or a reload.
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -46,12 +47,15 @@ class ModelVersion {
   ModelStatistics& stats() { return stats_; }
   const ModelStatistics& stats() const { return stats_; }
   bool IsEnsemble() const;
+  // Some input or output of this (non-ensemble) model has a `reshape`.
+  bool has_reshape() const { return has_reshape_; }
 
   // Labels of an output that has label_filename, else nullptr.
   const std::vector<std::string>* Labels(const std::string& output_name) const;
 
   // Loads labels, the backend model and its instances, and starts the scheduler.
-  Status Load(const std::map<std::string, std::map<std::string, std::string>>& backend_config);
+  Status Load(const std::map<std::string, std::map<std::string, std::string>>& backend_config,
+              std::function<void(std::unique_ptr<InferenceRequest>)> dispatch);
   // Loads labels and builds the ensemble's step graph, validated against the
   // composing models `env` finds.
   Status LoadEnsemble(const EnsembleEnvironment& env);
@@ -75,6 +79,7 @@ class ModelVersion {
   std::map<std::string, std::vector<std::string>> labels_;
   std::unique_ptr<ModelExecutor> executor_;
   std::atomic<bool> draining_{false};
+  bool has_reshape_ = false;
 };
 
 }  // namespace flowserve

@@ -1,6 +1,7 @@
 #include "core/request_validator.h"
 
 #include "core/model_version.h"
+#include "core/tensor_reshape.h"
 #include "model_config.pb.h"
 
 namespace flowserve {
@@ -122,6 +123,18 @@ Status ValidateRequest(const ModelVersion& model, InferenceRequest& request) {
     }
   }
   request.batch_size = batched ? (batch > 0 ? batch : 1) : 1;
+  // Valid as the client sent it: now give the model the shapes it was built for.
+  if (model.has_reshape()) {
+    for (auto& t : request.inputs) {
+      for (const auto& ci : cfg.input()) {
+        if (ci.name() != t.name || !ci.has_reshape()) continue;
+        auto shape = ReshapeShape(t.shape, batched, {ci.dims().data(), size_t(ci.dims_size())},
+                                  {ci.reshape().shape().data(), size_t(ci.reshape().shape_size())});
+        if (!shape.ok()) return shape.status().WithContext("input '" + t.name + "': ");
+        t.shape = std::move(shape).value();
+      }
+    }
+  }
   return Status::Ok();
 }
 

@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "core/model_version.h"
+#include "core/tensor_reshape.h"
 #include "model_config.pb.h"
 
 namespace flowserve {
@@ -69,6 +70,20 @@ double ElementAsDouble(const Tensor& t, size_t i) {
   }
 }
 
+// The client sees the output's dims where the model produced its reshape.shape.
+Status ReshapeOutput(const inference::ModelConfig& cfg, Tensor& t) {
+  for (const auto& co : cfg.output()) {
+    if (co.name() != t.name || !co.has_reshape()) continue;
+    const auto& model_shape = co.reshape().shape();
+    auto shape = ReshapeShape(t.shape, cfg.max_batch_size() > 0,
+                              {model_shape.data(), size_t(model_shape.size())},
+                              {co.dims().data(), size_t(co.dims_size())});
+    if (!shape.ok()) return shape.status().WithContext("output '" + t.name + "': ");
+    t.shape = std::move(shape).value();
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<Tensor> Classify(const Tensor& t, uint32_t k, bool batched,
@@ -117,8 +132,18 @@ FailureReason FinishResponse(const ModelVersion& model, const InferenceRequest& 
     response.outputs.clear();
     return FailureReason::kBackend;
   }
-  if (request.outputs.empty()) return FailureReason::kOther;
   const auto& cfg = model.config();
+  if (model.has_reshape()) {
+    for (auto& t : response.outputs) {
+      Status st = ReshapeOutput(cfg, t);
+      if (!st.ok()) {
+        response.status = Internal("model '" + model.name() + "': " + st.message());
+        response.outputs.clear();
+        return FailureReason::kBackend;
+      }
+    }
+  }
+  if (request.outputs.empty()) return FailureReason::kOther;
   std::vector<Tensor> selected;
   selected.reserve(request.outputs.size());
   for (const auto& want : request.outputs) {
@@ -129,6 +154,7 @@ FailureReason FinishResponse(const ModelVersion& model, const InferenceRequest& 
       response.outputs.clear();
       return FailureReason::kBackend;
     }
+
     if (want.classification > 0) {
       auto c = Classify(*t, want.classification, cfg.max_batch_size() > 0, model.Labels(want.name));
       if (!c.ok()) {

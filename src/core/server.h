@@ -21,10 +21,11 @@ class RepositoryPoller;
 struct ModelIndexEntry {
   std::string name;
   std::string version;  // "" when the model failed before any version was known
-  std::string state;    // READY | LOADING | UNLOADING | UNAVAILABLE
+  std::string state;    // READY | LOADING | UNLOADING | UNAVAILABLE; "" = never loaded
   std::string reason;
 };
 
+// The program's name (--version); server metadata reports --id instead, as Triton does.
 constexpr const char* kServerName = "flowserve";
 constexpr const char* kServerVersion = "0.1.0";
 // Extensions advertised in server metadata.

@@ -1,17 +1,14 @@
-// The composition root for backends: each compiled-in backend registers itself here.
+// The composition root for built-in backends. Framework backends (pytorch, onnxruntime,
+// ...) are modules the registry loads on first use; only these live in the binary.
 #include "backends/backend.h"
 #include "backends/identity/identity_backend.h"
-#ifdef FLOWSERVE_WITH_PYTORCH
-#include "backends/pytorch/pytorch_backend.h"
-#endif
+#include "backends/oneflow/oneflow_stub_backend.h"
 
 namespace flowserve {
 
 void RegisterBuiltinBackends() {
   RegisterIdentityBackend();
-#ifdef FLOWSERVE_WITH_PYTORCH
-  RegisterPytorchBackend();
-#endif
+  RegisterOneflowStubBackend();
 }
 
 }  // namespace flowserve

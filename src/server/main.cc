@@ -33,6 +33,7 @@ struct Flags {
   } grpc;
 #endif
   std::vector<std::string> backend_config;
+  std::string backend_directory;
   std::string grpc_server_cert, grpc_server_key, grpc_root_cert;
   bool grpc_use_ssl = false, grpc_use_ssl_mutual = false;
   std::vector<std::string> http_restricted, grpc_restricted;
@@ -40,11 +41,10 @@ struct Flags {
   std::shared_ptr<TokenFile> tokens;  // re-read on SIGHUP
 };
 
-// Flags that tritonserver has and that mean nothing without GPUs or plug-in backends.
-const char* kCpuOnlyFlags[] = {
-    "--backend-directory",           "--pinned-memory-pool-byte-size",
-    "--cuda-memory-pool-byte-size",  "--min-supported-compute-capability",
-    "--buffer-manager-thread-count", "--allow-gpu-metrics"};
+// Flags that tritonserver has and that mean nothing without GPUs.
+const char* kCpuOnlyFlags[] = {"--pinned-memory-pool-byte-size", "--cuda-memory-pool-byte-size",
+                               "--min-supported-compute-capability",
+                               "--buffer-manager-thread-count", "--allow-gpu-metrics"};
 
 int ParseFlags(int argc, char** argv, Flags& f, CLI::App& app) {
   app.set_version_flag("--version", std::string(kServerName) + " " + kServerVersion);
@@ -57,14 +57,23 @@ int ParseFlags(int argc, char** argv, Flags& f, CLI::App& app) {
   app.add_option("--load-model", s.startup_models,
                  "Model to load at start in explicit mode; * = all");
   app.add_option("--repository-poll-secs", s.repository_poll_secs)->check(CLI::NonNegativeNumber);
+  app.add_option("--repository-cache-dir", s.repository_cache_dir,
+                 "Local folder s3:// repositories are fetched into (default: "
+                 "$TRITON_AWS_MOUNT_DIRECTORY, else a temporary folder); reused on restart");
   app.add_option("--strict-readiness", s.strict_readiness);
   app.add_option("--exit-on-error", s.exit_on_error);
-  app.add_option("--strict-model-config", s.strict_model_config);
+  app.add_option("--strict-model-config", s.strict_model_config,
+                 "Require a complete config.pbtxt; true also turns auto-complete off");
+  app.add_flag("--disable-auto-complete-config", s.disable_auto_complete_config,
+               "Do not fill a config's missing inputs, outputs and batching from the model");
   app.add_option("--exit-timeout-secs", s.exit_timeout_secs)->check(CLI::NonNegativeNumber);
   app.add_option("--model-load-thread-count", s.model_load_thread_count)
       ->check(CLI::PositiveNumber);
-  app.add_option("--id", s.server_id, "Server identifier");
+  app.add_option("--id", s.server_id, "Server identifier, reported as the name in server metadata");
   app.add_option("--backend-config", f.backend_config, "<backend>,<key>=<value>");
+  f.backend_directory = DefaultBackendDirectory();
+  app.add_option("--backend-directory", f.backend_directory,
+                 "Where backend modules are found: <dir>/<backend>/libflowserve_<backend>.so");
 
   app.add_option("--allow-http", f.allow_http);
   app.add_option("--http-port", f.http.port)->check(CLI::Range(0, 65535));
@@ -162,9 +171,10 @@ Status ApplyFlags(Flags& f, CLI::App& app) {
     f.server.backend_config[entry.substr(0, comma)][entry.substr(comma + 1, eq - comma - 1)] =
         entry.substr(eq + 1);
   }
+  SetBackendDirectory(f.backend_directory);
   for (const char* name : kCpuOnlyFlags) {
     if (app.count(name) > 0) {
-      FS_LOG_INFO("{} has no effect in this CPU-only build with built-in backends", name);
+      FS_LOG_INFO("{} has no effect in this CPU-only build", name);
     }
   }
   if (f.server.model_control_mode != "explicit" && !f.server.startup_models.empty()) {

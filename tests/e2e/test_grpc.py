@@ -144,7 +144,7 @@ def test_health(stub):
 
 def test_server_metadata(stub):
     md = stub.ServerMetadata(pb2.ServerMetadataRequest())
-    assert md.name == "flowserve"
+    assert md.name == "triton"  # --id's default, as tritonserver reports
     assert md.version
     assert "model_repository" in md.extensions and "statistics" in md.extensions
 

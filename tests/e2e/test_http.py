@@ -163,10 +163,11 @@ def test_strict_readiness_reports_broken_model(repo):
 
 def test_server_metadata(server):
     m = requests.get(f"{server.url}/v2").json()
-    assert m["name"] == "flowserve"
+    assert m["name"] == "triton"  # --id's default, as tritonserver reports
     assert isinstance(m["version"], str) and m["version"]
     for ext in ("binary_tensor_data", "classification", "model_repository", "statistics"):
         assert ext in m["extensions"]
+    assert "trace" not in m["extensions"]  # nothing answers /v2/trace/setting
 
 
 def test_model_metadata(server):

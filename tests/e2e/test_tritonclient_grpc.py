@@ -66,7 +66,7 @@ def test_health_and_metadata(client):
     assert client.is_server_live() and client.is_server_ready()
     assert client.is_model_ready("id_fp32") and not client.is_model_ready("ghost")
     md = client.get_server_metadata()
-    assert md.name == "flowserve" and "statistics" in md.extensions
+    assert md.name == "triton" and "statistics" in md.extensions
     mm = client.get_model_metadata("batched", as_json=True)
     assert mm["name"] == "batched" and mm["inputs"][0]["shape"] == ["-1", "4"]
     cfg = client.get_model_config("batched", as_json=True)["config"]
@@ -170,6 +170,33 @@ def test_repository_and_statistics(client):
     client.infer("id_int8", [make_input(np.ones(3, np.int8))])
     after = client.get_inference_statistics("id_int8", as_json=True)["model_stats"][0]
     assert int(after.get("inference_count", 0)) == int(before.get("inference_count", 0)) + 1
+
+
+def test_explicit_mode_index_and_server_id(tmp_path):
+    # The issue-15 defects as tritonclient sees them: the server's name is --id, and the
+    # index lists the models never loaded by name only (empty version and state).
+    write_model(tmp_path, "loaded", identity_config("loaded"))
+    write_model(tmp_path, "idle", identity_config("idle"))
+    with Server(tmp_path, ["--model-control-mode=explicit", "--load-model=loaded",
+                           "--id=my-triton"], wait="ready") as s:
+        c = grpcclient.InferenceServerClient(s.grpc_url)
+        try:
+            deadline = time.time() + 10
+            while time.time() < deadline:  # gRPC listens a moment after HTTP is ready
+                try:
+                    if c.is_server_live():
+                        break
+                except InferenceServerException:
+                    time.sleep(0.05)
+            md = c.get_server_metadata()
+            assert md.name == "my-triton" and "trace" not in md.extensions
+            index = [(m.name, m.version, m.state) for m in c.get_model_repository_index().models]
+            assert index == [("idle", "", ""), ("loaded", "1", "READY")]
+            c.load_model("idle")
+            assert {(m.name, m.state) for m in c.get_model_repository_index().models} == {
+                ("idle", "READY"), ("loaded", "READY")}
+        finally:
+            c.close()
 
 
 def test_settings(client):

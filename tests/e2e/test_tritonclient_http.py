@@ -58,7 +58,7 @@ def test_health_and_server_metadata(client):
     assert client.is_server_live()
     assert client.is_server_ready()
     meta = client.get_server_metadata()
-    assert meta["name"] == "flowserve"
+    assert meta["name"] == "triton"  # --id's default, which tritonclient's examples check
     assert "binary_tensor_data" in meta["extensions"]
     assert client.is_model_ready("batched")
     assert not client.is_model_ready("nope")
@@ -140,3 +140,24 @@ def test_logging_settings(client):
     assert "log_verbose_level" in settings
     updated = client.update_log_settings({"log_verbose_level": 0})
     assert updated["log_verbose_level"] == 0
+
+
+def test_explicit_mode_index_and_server_id(tmp_path):
+    # The issue-15 defects as tritonclient sees them: the server's name is --id, and the
+    # index lists the models never loaded by name only.
+    write_model(tmp_path, "loaded", identity_config("loaded"))
+    write_model(tmp_path, "idle", identity_config("idle"))
+    with Server(tmp_path, ["--model-control-mode=explicit", "--load-model=loaded",
+                           "--id=my-triton"], wait="ready") as s:
+        c = httpclient.InferenceServerClient(url=f"127.0.0.1:{s.http_port}")
+        try:
+            meta = c.get_server_metadata()
+            assert meta["name"] == "my-triton"
+            assert "trace" not in meta["extensions"]
+            assert c.get_model_repository_index() == [
+                {"name": "idle"}, {"name": "loaded", "version": "1", "state": "READY"}]
+            c.load_model("idle")
+            assert {(e["name"], e.get("state")) for e in c.get_model_repository_index()} == {
+                ("idle", "READY"), ("loaded", "READY")}
+        finally:
+            c.close()

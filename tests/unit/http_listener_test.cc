@@ -8,9 +8,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "frontends/http/http_listener.h"
 
@@ -33,6 +37,19 @@ class Client {
   bool connected() const { return connected_; }
 
   void Send(const std::string& s) { ASSERT_EQ(write(fd_, s.data(), s.size()), (ssize_t)s.size()); }
+  // A small send buffer keeps a large body from being parked in the kernel at once, so
+  // the client is still sending when the server answers (as over a real network).
+  void SetSendBuffer(int bytes) { setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof(bytes)); }
+  // All of `s`, however long the server takes to read it; false (errno set) when the
+  // connection broke first. MSG_NOSIGNAL: a reset peer must fail the test, not kill it.
+  bool SendAll(const std::string& s) {
+    for (size_t off = 0; off < s.size();) {
+      ssize_t n = send(fd_, s.data() + off, s.size() - off, MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      off += static_cast<size_t>(n);
+    }
+    return true;
+  }
 
   // Reads one response (head + Content-Length body); "" when the peer closed first.
   std::string ReadResponse() {
@@ -138,6 +155,41 @@ TEST(HttpListener, OversizedBodyIs413AndConnectionCloses) {
   g.Send("GARBAGE\r\n\r\n");
   r = g.ReadResponse();
   EXPECT_EQ(r.rfind("HTTP/1.1 400", 0), 0u) << r;
+}
+
+// A client that writes its whole request before reading (as most do) must read the early
+// answer: closing with its body unread would reset the connection and lose the answer.
+TEST(HttpListener, EarlyAnswerIsReadByAClientThatWritesTheWholeBodyFirst) {
+  HttpListenerOptions o;
+  o.address = "127.0.0.1";
+  o.max_body_size = 64 << 10;
+  o.precheck = [](const HttpRequest& req) -> std::optional<HttpReply> {
+    if (req.path() != "/locked") return std::nullopt;
+    HttpReply r;
+    r.status = 403;
+    return r;
+  };
+  auto listener =
+      HttpListener::Start(o, [](const HttpRequest&, HttpRespond respond) { respond(HttpReply{}); });
+  ASSERT_TRUE(listener.ok());
+  auto request = [](const std::string& path, size_t size) {
+    return "POST " + path + " HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(size) +
+           "\r\n\r\n" + std::string(size, 'x');
+  };
+  const std::pair<std::string, std::string> cases[] = {
+      {request("/open", 1 << 20), "HTTP/1.1 413"},      // over the limit
+      {request("/locked", 60 << 10), "HTTP/1.1 403"}};  // refused on the header
+  for (const auto& [req, want] : cases) {
+    for (int i = 0; i < 10; ++i) {
+      Client c((*listener)->port());
+      ASSERT_TRUE(c.connected());
+      if (i % 2) c.SetSendBuffer(16 << 10);
+      ASSERT_TRUE(c.SendAll(req)) << want << " run " << i << ": " << strerror(errno);
+      std::string r = c.ReadResponse();
+      EXPECT_EQ(r.rfind(want, 0), 0u) << "run " << i << ": " << r;
+      EXPECT_TRUE(c.PeerClosed());
+    }
+  }
 }
 
 TEST(HttpListener, HttpOneZeroClosesUnlessKeepAlive) {

@@ -35,8 +35,8 @@ std::shared_ptr<ModelVersion> MakeModel(int max_batch_size, const std::string& p
 }
 
 TEST(HttpModelJson, ServerMetadata) {
-  auto d = ParseJson(ServerMetadataJson());
-  EXPECT_STREQ(d["name"].GetString(), kServerName);
+  auto d = ParseJson(ServerMetadataJson("my-id"));
+  EXPECT_STREQ(d["name"].GetString(), "my-id");
   EXPECT_STREQ(d["version"].GetString(), kServerVersion);
   ASSERT_TRUE(d["extensions"].IsArray());
   bool binary = false;

@@ -10,22 +10,12 @@
 #include <string>
 #include <vector>
 
+#include "../raw_bench_loop.h"
+#include "backends/backend_support.h"
 #include "backends/pytorch/pytorch_options.h"
 #include "backends/pytorch/torch_module.h"
 
 namespace {
-
-std::vector<int64_t> ParseShape(const std::string& s) {
-  std::vector<int64_t> dims;
-  size_t pos = 0;
-  while (pos < s.size()) {
-    size_t comma = s.find(',', pos);
-    if (comma == std::string::npos) comma = s.size();
-    dims.push_back(std::stoll(s.substr(pos, comma - pos)));
-    pos = comma + 1;
-  }
-  return dims;
-}
 
 int Usage() {
   std::fprintf(stderr,
@@ -41,7 +31,7 @@ int main(int argc, char** argv) {
   std::string model, shape;
   int64_t batch = 1;
   double seconds = 3;
-  int threads = flowserve::pytorch::UsableCores();
+  int threads = flowserve::UsableCores();
   bool optimize = true;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -70,28 +60,16 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", loaded.status().message().c_str());
     return 1;
   }
-  std::vector<int64_t> dims = ParseShape(shape);
+  std::vector<int64_t> dims = raw_bench::ParseShape(shape);
   dims.insert(dims.begin(), batch);
   c10::InferenceMode guard;
   at::Tensor input = at::rand(dims);
   auto& module = loaded->module;
 
-  for (int i = 0; i < 20; ++i) module.forward({input});  // warm-up: profiling, allocations
-  std::vector<double> latencies;
-  auto start = std::chrono::steady_clock::now();
-  auto deadline = start + std::chrono::duration<double>(seconds);
-  for (;;) {
-    auto t0 = std::chrono::steady_clock::now();
-    if (t0 >= deadline) break;
-    c10::IValue out = module.forward({input});
-    auto t1 = std::chrono::steady_clock::now();
-    latencies.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
-  }
-  double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::sort(latencies.begin(), latencies.end());
-  double p50 = latencies.empty() ? 0 : latencies[latencies.size() / 2];
+  // Warm-up: profiling runs, allocations.
+  auto t = raw_bench::TimeLoop(seconds, 20, [&] { module.forward({input}); });
   std::printf("raw batch=%lld threads=%d iterations=%zu throughput=%.1f infer/s p50_ms=%.3f (%s)\n",
-              static_cast<long long>(batch), threads, latencies.size(),
-              latencies.size() * batch / elapsed, p50, loaded->optimization.c_str());
+              static_cast<long long>(batch), threads, t.iterations,
+              t.iterations * batch / t.seconds, t.p50_ms, loaded->optimization.c_str());
   return 0;
 }

@@ -1,12 +1,13 @@
-#include "backends/pytorch/pytorch_backend.h"
-
+// The LibTorch (TorchScript) backend; built as the module
+// backends/pytorch/libflowserve_pytorch.so, loaded when a model first names "pytorch".
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 
 #include <mutex>
 
 #include "backends/backend.h"
-#include "backends/pytorch/oneflow_backend.h"
+#include "backends/backend_module.h"
+#include "backends/backend_support.h"
 #include "backends/pytorch/pytorch_options.h"
 #include "backends/pytorch/torch_module.h"
 #include "common/logging.h"
@@ -84,32 +85,11 @@ class PytorchInstance : public BackendInstance {
                std::span<InferenceResponse* const> responses) override {
     ApplyIntraOpThreads(info_->options.intra_op_threads);
     c10::InferenceMode inference_mode;
-    if (info_->batching && requests.size() > 1 && Concatenable(requests)) {
-      Run(requests, responses);
-      return;
-    }
-    for (size_t i = 0; i < requests.size(); ++i) {
-      Run(requests.subspan(i, 1), responses.subspan(i, 1));
-    }
+    RunBatchOrEach(info_->batching, requests, responses,
+                   [this](auto reqs, auto resps) { Run(reqs, resps); });
   }
 
  private:
-  // Requests join one tensor only when everything past the batch dim agrees.
-  bool Concatenable(std::span<InferenceRequest* const> requests) const {
-    for (const auto& name : info_->input_names) {
-      const Tensor* first = requests[0]->FindInput(name);
-      for (auto* r : requests.subspan(1)) {
-        const Tensor* t = r->FindInput(name);
-        if ((first == nullptr) != (t == nullptr)) return false;
-        if (first == nullptr) continue;
-        if (t->shape.size() != first->shape.size() ||
-            !std::equal(t->shape.begin() + 1, t->shape.end(), first->shape.begin() + 1))
-          return false;
-      }
-    }
-    return true;
-  }
-
   void Run(std::span<InferenceRequest* const> requests,
            std::span<InferenceResponse* const> responses) {
     Status st;
@@ -307,8 +287,51 @@ Status CheckTypes(const inference::ModelConfig& cfg) {
   return Status::Ok();
 }
 
+// TorchScript records forward's argument names but neither dtypes nor dims, so a config
+// without inputs or outputs cannot be completed: the error lists what the module tells
+// and what the user must add.
+std::string MissingTensorsHelp(const inference::ModelConfig& cfg, const Signature& sig) {
+  std::string help;
+  if (cfg.input_size() == 0) {
+    help += " input [";
+    const char* sep = " ";
+    for (const auto& a : sig.args) {
+      if (!a.is_tensor) continue;
+      help += sep + std::string("{ name: \"") + a.name + "\" data_type: <TYPE> dims: [ ... ] }";
+      sep = ", ";
+    }
+    help += " ]";
+  }
+  if (cfg.output_size() == 0) {
+    size_t n = sig.result.kind == ReturnKind::kTuple ? sig.result.element_types.size() : 1;
+    help += " output [";
+    for (size_t i = 0; i < n; ++i) {
+      help += std::string(i ? ", " : " ") + "{ name: \"OUTPUT__" + std::to_string(i) +
+              "\" data_type: <TYPE> dims: [ ... ] }";
+    }
+    help += " ]";
+  }
+  return help;
+}
+
 class PytorchBackend : public Backend {
  public:
+  Status AutoCompleteConfig(const ModelLoadContext& ctx, inference::ModelConfig& cfg) override {
+    if (cfg.input_size() > 0 && cfg.output_size() > 0) return Status::Ok();
+    auto options = ResolveOptions(ctx, false);
+    if (!options.ok()) return options.status();
+    auto loaded = LoadTorchModule(options->model_path, /*optimize=*/false);
+    if (!loaded.ok()) return loaded.status();
+    return InvalidArgument(
+        "config.pbtxt declares no " +
+        std::string(cfg.input_size() == 0
+                        ? (cfg.output_size() == 0 ? "inputs or outputs" : "inputs")
+                        : "outputs") +
+        ", and " + options->model_path + " (" + loaded->signature.ToString() +
+        ") does not record data types or dims: add to config.pbtxt" +
+        MissingTensorsHelp(cfg, loaded->signature));
+  }
+
   Result<std::unique_ptr<BackendModel>> LoadModel(const ModelLoadContext& ctx) override {
     const auto& cfg = *ctx.config;
     auto info = std::make_shared<ModelInfo>();
@@ -346,10 +369,6 @@ class PytorchBackend : public Backend {
 
 }  // namespace
 }  // namespace pytorch
-
-void RegisterPytorchBackend() {
-  RegisterBackend("pytorch", [] { return std::make_unique<pytorch::PytorchBackend>(); });
-  pytorch::RegisterOneflowStubBackend();
-}
-
 }  // namespace flowserve
+
+FLOWSERVE_DEFINE_BACKEND_MODULE(flowserve::pytorch::PytorchBackend)

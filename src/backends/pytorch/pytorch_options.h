@@ -21,7 +21,4 @@ struct PytorchOptions {
 // DISABLE_OPTIMIZED_EXECUTION, xrt), `instance_group` kinds, and finds the model file.
 Result<PytorchOptions> ResolveOptions(const ModelLoadContext& ctx, bool cuda_available);
 
-// Cores this process may run on (affinity mask, not the machine's total).
-int UsableCores();
-
 }  // namespace flowserve::pytorch

@@ -154,7 +154,7 @@ grpc::ServerUnaryReactor* Service::ModelReady(Ctx* ctx, const ModelReadyRequest*
 grpc::ServerUnaryReactor* Service::ServerMetadata(Ctx* ctx, const ServerMetadataRequest*,
                                                   ServerMetadataResponse* resp) {
   FS_AUTHORIZE(ctx, ApiGroup::kMetadata);
-  resp->set_name(kServerName);
+  resp->set_name(server_->options().server_id);  // --id, as tritonserver reports
   resp->set_version(kServerVersion);
   for (const auto& e : ServerExtensions()) resp->add_extensions(e);
   return FinishNow(ctx, Status::Ok());

@@ -84,6 +84,15 @@ struct Lifeline {
 
 class Session;
 
+// Lingering close (as nginx does it) after an answer given before the request was read to
+// its end: closing a socket with unread bytes makes the kernel send a reset, which can
+// destroy the answer before the client reads it. So the write side is shut (the client
+// sees the answer, then end of stream) and what the client still sends is read and
+// dropped, for at most this long and this much, before the socket is closed.
+constexpr std::chrono::milliseconds kLingerTime{2000};
+constexpr size_t kLingerMaxBytes = 64 << 20;
+constexpr size_t kLingerChunk = 64 << 10;
+
 }  // namespace
 
 struct HttpListener::Impl {
@@ -157,7 +166,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
  private:
-  enum class State { kReading, kHandling, kWriting };
+  enum class State { kReading, kHandling, kWriting, kLingering };
 
   void ReadHeader() {
     state_ = State::kReading;
@@ -166,6 +175,7 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->header_limit(
         static_cast<std::uint32_t>(std::min<size_t>(impl_->options.max_header_size, UINT32_MAX)));
     started_ = false;
+    linger_ = false;
     if (buffer_.size() > 0) return StartRequest();  // pipelined: already begun
     // Wait for the first byte under the idle timeout; the request timeout starts then.
     ArmTimer(impl_->options.idle_timeout_ms);
@@ -214,6 +224,7 @@ class Session : public std::enable_shared_from_this<Session> {
       if (std::optional<HttpReply> refusal = impl_->options.precheck(request)) {
         // The unread body would be taken for the next request: close after answering.
         keep_alive_ = parser_->is_done() && head.keep_alive();
+        linger_ = !parser_->is_done();
         http10_ = head.version() == 10;
         head_only_ = head.method() == bhttp::verb::head;
         return Write(std::move(*refusal));
@@ -245,8 +256,12 @@ class Session : public std::enable_shared_from_this<Session> {
     if (closed_) return;
     if (timed_out_) {
       if (!started_) return Close();  // idle keep-alive connection: nothing to answer
-      return WriteError(408, "the request did not arrive within " +
-                                 std::to_string(impl_->options.request_timeout_ms) + " ms");
+      // No lingering here: a client this slow has had its time (as nginx, which does not
+      // even answer), and slow-trickling clients must not hold connections longer.
+      return WriteError(408,
+                        "the request did not arrive within " +
+                            std::to_string(impl_->options.request_timeout_ms) + " ms",
+                        /*linger=*/false);
     }
     // A client that sends garbage or too much gets told why before the connection closes.
     if (ec == bhttp::error::body_limit) {
@@ -266,8 +281,11 @@ class Session : public std::enable_shared_from_this<Session> {
     Close();
   }
 
-  void WriteError(int status, std::string message) {
+  // Only for requests that failed while being read: the rest of them is never read, so
+  // the connection closes after the answer, lingeringly unless `linger` is false.
+  void WriteError(int status, std::string message, bool linger = true) {
     keep_alive_ = false;
+    linger_ = linger;
     HttpReply reply;
     reply.status = status;
     std::string escaped;
@@ -396,8 +414,43 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void OnWritten(beast::error_code ec) {
     reply_ = HttpReply();  // release output buffers now, not at the next request
+    if (!ec && linger_) return Linger();
     if (ec || !keep_alive_ || impl_->stopping.load(std::memory_order_relaxed)) return Close();
     ReadHeader();
+  }
+
+  // See kLingerTime. Bounded in time and bytes, so a client that keeps sending (or never
+  // closes) costs at most that; the session still counts against max_connections.
+  void Linger() {
+    state_ = State::kLingering;
+    parser_.reset();  // what was kept of the refused body goes now
+    buffer_.consume(buffer_.size());
+    beast::error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_send, ec);
+    if (ec) return Close();
+    linger_left_ = kLingerMaxBytes;
+    uint64_t generation = ++timer_generation_;
+    timer_.expires_after(kLingerTime);
+    timer_.async_wait([self = shared_from_this(), generation](beast::error_code ec) {
+      if (ec || generation != self->timer_generation_) return;
+      self->Close();
+    });
+    Drain();
+  }
+
+  void Drain() {
+    // Read into the buffer's spare room and never commit it: the bytes are dropped.
+    socket_.async_read_some(
+        buffer_.prepare(kLingerChunk),
+        [self = shared_from_this()](beast::error_code ec, size_t n) { self->OnDrained(ec, n); });
+  }
+
+  void OnDrained(beast::error_code ec, size_t n) {
+    if (closed_) return;
+    // An error here is mostly end of stream: the client has read the answer and closed.
+    if (ec || n >= linger_left_) return Close();
+    linger_left_ -= n;
+    Drain();
   }
 
   HttpListener::Impl* impl_;
@@ -416,6 +469,8 @@ class Session : public std::enable_shared_from_this<Session> {
   bool head_only_ = false;
   bool in_handler_ = false;
   bool awaiting_ = false;
+  bool linger_ = false;  // the request is not read to its end: close lingeringly
+  size_t linger_left_ = 0;
   std::optional<HttpReply> stashed_;
   HttpReply reply_;
   std::string head_;

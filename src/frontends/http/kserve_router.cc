@@ -132,7 +132,7 @@ class Router {
 
     if (seg.size() == 1) {
       if (!get) return respond(MethodNotAllowed(req.method(), req.path()));
-      return respond(JsonReply(ServerMetadataJson()));
+      return respond(JsonReply(ServerMetadataJson(server_->options().server_id)));
     }
     const std::string& area = seg[1];
     if (area == "health" && seg.size() == 3) {

@@ -81,13 +81,13 @@ bool IsBlank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == st
 
 }  // namespace
 
-std::string ServerMetadataJson() {
+std::string ServerMetadataJson(const std::string& name) {
   std::string s;
   StringOut out{&s};
   JsonWriter w(out);
   w.StartObject();
   WriteKey(w, "name");
-  WriteString(w, kServerName);
+  WriteString(w, name);
   WriteKey(w, "version");
   WriteString(w, kServerVersion);
   WriteKey(w, "extensions");
@@ -187,8 +187,10 @@ std::string RepositoryIndexJson(const std::vector<ModelIndexEntry>& index) {
       WriteKey(w, "version");
       WriteString(w, e.version);
     }
-    WriteKey(w, "state");
-    WriteString(w, e.state);
+    if (!e.state.empty()) {  // a model never loaded is listed by name only, as Triton does
+      WriteKey(w, "state");
+      WriteString(w, e.state);
+    }
     if (!e.reason.empty()) {
       WriteKey(w, "reason");
       WriteString(w, e.reason);

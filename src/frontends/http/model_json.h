@@ -12,7 +12,8 @@
 
 namespace flowserve {
 
-std::string ServerMetadataJson();
+// `name` is the server's --id, which is what tritonserver reports as its name.
+std::string ServerMetadataJson(const std::string& name);
 // `versions`: every loaded version of the model, reported as strings as KServe wants.
 std::string ModelMetadataJson(const ModelVersion& model, const std::vector<int64_t>& versions);
 std::string ModelStatsJson(const std::vector<std::shared_ptr<ModelVersion>>& models);

@@ -1,0 +1,1067 @@
+// The Python backend (Triton's model.py API); built as the module
+// backends/python/libflowserve_python.so. Each model instance runs model.py in its own
+// /usr/bin/python3 process (stub.py next to this module), started and supervised by a
+// thread of the instance. Control messages go over a socket; tensor bytes go through
+// shared memory (see stub_process.h and stub.py).
+#include <poll.h>
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <google/protobuf/util/json_util.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "backends/backend.h"
+#include "backends/backend_module.h"
+#include "backends/python/stub_process.h"
+#include "common/adaptive_spin.h"
+#include "common/logging.h"
+#include "model_config.pb.h"
+#include "repository/model_repository.h"
+
+namespace flowserve {
+namespace python {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+
+constexpr size_t kAlign = 64;
+size_t AlignUp(size_t n, size_t a = kAlign) { return (n + a - 1) / a * a; }
+
+// --backend-config=python,<key>=<value>
+struct Options {
+  std::string python = "/usr/bin/python3";
+  size_t shm_default = 1 << 20;  // the instance's input arena to start with
+  size_t shm_growth = 1 << 20;   // arena growth step
+  size_t inline_max = 64 << 10;  // tensors up to this (per message) travel in the frame
+  int restart_limit = 3;         // deaths within restart_window that stop restarts
+  std::chrono::seconds restart_window{60};
+  std::chrono::milliseconds finalize_timeout{5000};
+  std::chrono::milliseconds autocomplete_timeout{60000};
+  // How long the instance thread polls for the reply before sleeping. Off by default:
+  // on 2 cores the spinning thread competes with the Python process it waits for
+  // (bench/python_vs_identity.sh measured +58 us at c=1 without, +251 us with 100 us).
+  std::chrono::microseconds spin{0};
+};
+
+Result<size_t> ParseSize(const std::string& key, const std::string& v) {
+  char* end = nullptr;
+  errno = 0;
+  unsigned long long n = std::strtoull(v.c_str(), &end, 10);
+  if (v.empty() || *end != '\0' || errno != 0)
+    return InvalidArgument("--backend-config=python," + key + "=" + v + ": not a number");
+  return static_cast<size_t>(n);
+}
+
+Result<Options> ParseOptions(const std::map<std::string, std::string>& bc) {
+  Options o;
+  for (const auto& [key, value] : bc) {
+    if (key == "python-executable" || key == "python_executable") {
+      o.python = value;
+      continue;
+    }
+    auto n = ParseSize(key, value);
+    if (!n.ok()) return n.status();
+    if (key == "shm-default-byte-size") {
+      o.shm_default = std::max<size_t>(*n, 4096);
+    } else if (key == "shm-growth-byte-size") {
+      o.shm_growth = std::max<size_t>(*n, 4096);
+    } else if (key == "shm-inline-byte-size") {
+      o.inline_max = *n;
+    } else if (key == "restart-limit") {
+      o.restart_limit = static_cast<int>(*n);
+    } else if (key == "restart-window-seconds") {
+      o.restart_window = std::chrono::seconds(*n);
+    } else if (key == "spin-microseconds") {
+      o.spin = std::chrono::microseconds(*n);
+    } else if (key == "finalize-timeout-seconds" || key == "stub-timeout-seconds") {
+      o.finalize_timeout = std::chrono::seconds(*n);
+    } else {
+      // Triton's other python keys (shm-region-prefix-name, ...) have no meaning here.
+      FS_LOG_WARNING("--backend-config=python,{}={}: unknown key, ignored", key, value);
+    }
+  }
+  if (access(o.python.c_str(), X_OK) != 0)
+    return InvalidArgument("python interpreter '" + o.python +
+                           "' is not executable (--backend-config=python,python-executable=...)");
+  return o;
+}
+
+// Immutable after load; shared by the instances of one model version.
+struct ModelInfo {
+  std::string label;  // "model 'x' version 1"
+  std::string model_name;
+  int64_t version = 0;
+  std::string model_dir;
+  std::string version_dir;
+  std::string model_file;
+  std::string env_path;
+  std::string stub_path;
+  std::string config_json;
+  Options options;
+  std::vector<std::string> output_names;
+  std::map<std::string, DataType> output_types;
+  std::function<void(std::unique_ptr<InferenceRequest>)> dispatch;
+};
+
+std::string JsonOf(const std::function<void(Writer&)>& fill) {
+  rapidjson::StringBuffer sb;
+  Writer w(sb);
+  fill(w);
+  return std::string(sb.GetString(), sb.GetSize());
+}
+
+void WriteString(Writer& w, std::string_view s) {
+  w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
+}
+
+std::string ParametersJson(const Parameters& params) {
+  return JsonOf([&](Writer& w) {
+    w.StartObject();
+    for (const auto& [k, v] : params) {
+      WriteString(w, k);
+      std::visit(
+          [&](const auto& x) {
+            using T = std::decay_t<decltype(x)>;
+            if constexpr (std::is_same_v<T, bool>) {
+              w.Bool(x);
+            } else if constexpr (std::is_same_v<T, int64_t>) {
+              w.Int64(x);
+            } else if constexpr (std::is_same_v<T, double>) {
+              w.Double(x);
+            } else {
+              WriteString(w, x);
+            }
+          },
+          v);
+    }
+    w.EndObject();
+  });
+}
+
+Parameters ParseParameters(std::string_view json) {
+  Parameters out;
+  rapidjson::Document d;
+  d.Parse(json.data(), json.size());
+  if (d.HasParseError() || !d.IsObject()) return out;
+  for (auto it = d.MemberBegin(); it != d.MemberEnd(); ++it) {
+    std::string key(it->name.GetString(), it->name.GetStringLength());
+    const auto& v = it->value;
+    if (v.IsBool()) {
+      out[key] = v.GetBool();
+    } else if (v.IsInt64()) {
+      out[key] = v.GetInt64();
+    } else if (v.IsNumber()) {
+      out[key] = v.GetDouble();
+    } else if (v.IsString()) {
+      out[key] = std::string(v.GetString(), v.GetStringLength());
+    }
+  }
+  return out;
+}
+
+std::string StrOf(const rapidjson::Value& v) {
+  return v.IsString() ? std::string(v.GetString(), v.GetStringLength()) : std::string();
+}
+
+// Maps every descriptor that came with a frame.
+Result<std::vector<std::shared_ptr<Mapping>>> MapAll(const Frame& frame) {
+  std::vector<std::shared_ptr<Mapping>> maps;
+  for (const auto& fd : frame.fds) {
+    auto m = MapSegment(fd.get());
+    if (!m.ok()) return m.status();
+    maps.push_back(std::move(m.value()));
+  }
+  return maps;
+}
+
+// The stub's pool of output segments (stub.py OutputPool) as this side sees it: each is
+// mapped once, when it first arrives, and reused for later replies. A reply's tensors in
+// a segment share one Lease; when the last of them is released (the responses were
+// written out), the segment goes on the "free" list the next execute message carries.
+struct SegmentCache {
+  std::map<int64_t, std::shared_ptr<Mapping>> maps;  // instance thread only
+  std::mutex mu;
+  std::vector<int64_t> released;  // guarded by mu
+};
+
+struct Lease {
+  std::shared_ptr<Mapping> map;
+  std::shared_ptr<SegmentCache> cache;
+  int64_t id;
+  ~Lease() {
+    std::lock_guard<std::mutex> lock(cache->mu);
+    cache->released.push_back(id);
+  }
+};
+
+// The pooled segments one message may point into.
+struct SegmentRefs {
+  std::shared_ptr<SegmentCache> cache;
+  std::map<int64_t, std::shared_ptr<Lease>> leases;
+};
+
+// A tensor description {"n","t","s","l"} from the stub, pointing into the frame's tail, a
+// segment sent with the frame or a pooled one; the tensor keeps what it points into
+// alive. Everything is bounds-checked: the stub runs user code.
+Result<Tensor> DecodeTensor(const rapidjson::Value& d, const Frame& frame,
+                            const std::vector<std::shared_ptr<Mapping>>& maps,
+                            SegmentRefs* segments = nullptr) {
+  if (!d.IsObject() || !d.HasMember("n") || !d.HasMember("t") || !d.HasMember("s") ||
+      !d.HasMember("l"))
+    return Internal("malformed tensor description from the Python process");
+  Tensor t;
+  t.name = StrOf(d["n"]);
+  std::string wire = StrOf(d["t"]);
+  t.dtype = DataTypeFromName(wire);
+  if (t.dtype == DataType::kInvalid)
+    return Internal("tensor '" + t.name + "': unknown data type '" + wire + "'");
+  for (const auto& s : d["s"].GetArray()) {
+    if (!s.IsInt64() || s.GetInt64() < 0) return Internal("tensor '" + t.name + "': bad shape");
+    t.shape.push_back(s.GetInt64());
+  }
+  const auto& loc = d["l"].GetArray();
+  std::string kind = loc.Size() > 0 ? StrOf(loc[0]) : "";
+  uint64_t off = 0, size = 0;
+  const char* base = nullptr;
+  size_t limit = 0;
+  if (kind == "i" && loc.Size() == 3) {
+    off = loc[1].GetUint64();
+    size = loc[2].GetUint64();
+    base = frame.tail();
+    limit = frame.tail_len;
+    t.owner = std::shared_ptr<const void>(frame.payload, frame.payload.get());
+  } else if (kind == "f" && loc.Size() == 4) {
+    uint64_t idx = loc[1].GetUint64();
+    if (idx >= maps.size()) return Internal("tensor '" + t.name + "': missing segment");
+    off = loc[2].GetUint64();
+    size = loc[3].GetUint64();
+    base = maps[idx]->data();
+    limit = maps[idx]->size();
+    t.owner = maps[idx];
+  } else if (kind == "s" && loc.Size() == 4 && segments != nullptr) {
+    int64_t id = loc[1].GetInt64();
+    auto& lease = segments->leases[id];
+    if (!lease) {
+      auto it = segments->cache->maps.find(id);
+      if (it == segments->cache->maps.end())
+        return Internal("tensor '" + t.name + "': unknown segment " + std::to_string(id));
+      lease = std::make_shared<Lease>(Lease{it->second, segments->cache, id});
+    }
+    off = loc[2].GetUint64();
+    size = loc[3].GetUint64();
+    base = lease->map->data();
+    limit = lease->map->size();
+    t.owner = std::shared_ptr<const void>(lease, base);
+  } else {
+    return Internal("tensor '" + t.name + "': bad location");
+  }
+  if (off > limit || size > limit - off)
+    return Internal("tensor '" + t.name + "' lies outside its buffer");
+  t.data = base + off;
+  t.byte_size = size;
+  int64_t count = t.ElementCount();
+  if (count < 0) return Internal("tensor '" + t.name + "': bad shape");
+  if (t.dtype == DataType::kBytes) {
+    if (!ValidateBytesBuffer(t.data, t.byte_size, count))
+      return Internal("tensor '" + t.name + "': malformed BYTES buffer");
+  } else if (static_cast<uint64_t>(count) * DataTypeSize(t.dtype) != size) {
+    return Internal("tensor '" + t.name + "': " + std::to_string(size) + " bytes for shape " +
+                    ShapeString(t.shape));
+  }
+  return t;
+}
+
+// Writes tensors of one message: their bytes in the frame's tail when small (sent
+// straight from where they are), else copied once into a new segment sent as a fd.
+struct EncodedTensors {
+  std::string descs;  // JSON array
+  std::vector<Chunk> tail;
+  std::vector<char> padding;
+  UniqueFd segment;
+};
+
+Status EncodeTensors(const std::vector<const Tensor*>& tensors, size_t inline_max,
+                     EncodedTensors& out) {
+  size_t total = 0;
+  std::vector<size_t> offsets;
+  for (const Tensor* t : tensors) {
+    total = AlignUp(total);
+    offsets.push_back(total);
+    total += t->byte_size;
+  }
+  bool inline_data = total <= inline_max;
+  std::shared_ptr<Mapping> seg;
+  if (inline_data) {
+    out.padding.assign(kAlign, 0);
+    size_t pos = 0;
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      if (offsets[i] > pos) out.tail.push_back({out.padding.data(), offsets[i] - pos});
+      out.tail.push_back({tensors[i]->data, tensors[i]->byte_size});
+      pos = offsets[i] + tensors[i]->byte_size;
+    }
+  } else {
+    int fd = -1;
+    auto created = CreateSegment(total, &fd);
+    if (!created.ok()) return created.status();
+    out.segment = UniqueFd(fd);
+    seg = created.value();
+    for (size_t i = 0; i < tensors.size(); ++i)
+      if (tensors[i]->byte_size)
+        std::memcpy(seg->data() + offsets[i], tensors[i]->data, tensors[i]->byte_size);
+  }
+  out.descs = JsonOf([&](Writer& w) {
+    w.StartArray();
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      const Tensor& t = *tensors[i];
+      w.StartObject();
+      w.Key("n");
+      WriteString(w, t.name);
+      w.Key("t");
+      WriteString(w, DataTypeName(t.dtype));
+      w.Key("s");
+      w.StartArray();
+      for (int64_t s : t.shape) w.Int64(s);
+      w.EndArray();
+      w.Key("l");
+      w.StartArray();
+      if (inline_data) {
+        w.String("i");
+      } else {
+        w.String("f");
+        w.Uint(0);
+      }
+      w.Uint64(offsets[i]);
+      w.Uint64(t.byte_size);
+      w.EndArray();
+      w.EndObject();
+    }
+    w.EndArray();
+  });
+  return Status::Ok();
+}
+
+StatusCode CodeOfTritonError(int code) {
+  switch (code) {
+    case 0:
+      return StatusCode::kUnknown;
+    case 2:
+      return StatusCode::kNotFound;
+    case 3:
+      return StatusCode::kInvalidArgument;
+    case 4:
+      return StatusCode::kUnavailable;
+    case 5:
+      return StatusCode::kUnimplemented;
+    case 6:
+      return StatusCode::kAlreadyExists;
+    case 7:
+      return StatusCode::kCancelled;
+    default:
+      return StatusCode::kInternal;
+  }
+}
+
+// Sends a BLS request from the stub into the server; its response goes back over
+// `channel` from whichever thread completes it.
+void DispatchBls(const ModelInfo& info, const std::shared_ptr<Channel>& channel,
+                 const rapidjson::Document& msg, const Frame& frame) {
+  uint64_t id = msg["id"].GetUint64();
+  auto reply_error = [&](const Status& st) {
+    std::string json = JsonOf([&](Writer& w) {
+      w.StartObject();
+      w.Key("op");
+      w.String("bls_response");
+      w.Key("id");
+      w.Uint64(id);
+      w.Key("error");
+      WriteString(w, st.message());
+      w.EndObject();
+    });
+    (void)channel->Send(json);
+  };
+  auto maps = MapAll(frame);
+  if (!maps.ok()) return reply_error(maps.status());
+  auto req = std::make_unique<InferenceRequest>();
+  req->model_name = StrOf(msg["m"]);
+  if (msg.HasMember("v") && msg["v"].IsInt64()) req->model_version = msg["v"].GetInt64();
+  if (msg.HasMember("rid")) req->id = StrOf(msg["rid"]);
+  if (msg.HasMember("c")) {
+    if (msg["c"].IsUint64()) {
+      req->correlation_id = msg["c"].GetUint64();
+    } else if (msg["c"].IsString()) {
+      req->correlation_id_str = StrOf(msg["c"]);
+    }
+  }
+  if (msg.HasMember("t") && msg["t"].IsUint64()) req->timeout_us = msg["t"].GetUint64();
+  if (msg.HasMember("f") && msg["f"].IsUint64()) {
+    req->sequence_start = msg["f"].GetUint64() & 1;
+    req->sequence_end = msg["f"].GetUint64() & 2;
+  }
+  if (msg.HasMember("p") && msg["p"].IsString()) req->parameters = ParseParameters(StrOf(msg["p"]));
+  for (const auto& d : msg["i"].GetArray()) {
+    auto t = DecodeTensor(d, frame, maps.value());
+    if (!t.ok()) return reply_error(t.status());
+    req->inputs.push_back(std::move(t.value()));
+  }
+  for (const auto& o : msg["o"].GetArray()) req->outputs.push_back({StrOf(o), 0});
+  req->arrival_ns = NowNs();
+  size_t inline_max = info.options.inline_max;
+  std::string label = info.label;
+  req->on_complete = [channel, id, inline_max, label](std::unique_ptr<InferenceResponse> resp) {
+    EncodedTensors enc;
+    Status st = resp->status;
+    if (st.ok()) {
+      std::vector<const Tensor*> outs;
+      for (const auto& t : resp->outputs) outs.push_back(&t);
+      st = EncodeTensors(outs, inline_max, enc);
+    }
+    std::string json = JsonOf([&](Writer& w) {
+      w.StartObject();
+      w.Key("op");
+      w.String("bls_response");
+      w.Key("id");
+      w.Uint64(id);
+      w.Key("error");
+      if (st.ok()) {
+        w.Null();
+        w.Key("o");
+        w.RawValue(enc.descs.data(), enc.descs.size(), rapidjson::kArrayType);
+        if (!resp->parameters.empty()) {
+          w.Key("p");
+          WriteString(w, ParametersJson(resp->parameters));
+        }
+      } else {
+        WriteString(w, st.message());
+      }
+      w.EndObject();
+    });
+    int fd = enc.segment.get();
+    Status sent =
+        channel->Send(json, st.ok() ? std::span<const Chunk>(enc.tail) : std::span<const Chunk>{},
+                      fd >= 0 ? std::span<const int>(&fd, 1) : std::span<const int>{});
+    if (!sent.ok()) FS_LOG_VERBOSE(1, "{}: BLS response dropped: {}", label, sent.message());
+  };
+  if (!info.dispatch) {
+    auto cb = std::move(req->on_complete);
+    auto resp = std::make_unique<InferenceResponse>();
+    resp->status = Unavailable("BLS is not available here");
+    cb(std::move(resp));
+    return;
+  }
+  info.dispatch(std::move(req));
+}
+
+// Reads frames until one whose "op" is `want`, serving log and BLS messages meanwhile.
+Status Converse(const ModelInfo& info, const std::string& who, StubProcess& proc,
+                std::string_view want, Frame& frame, rapidjson::Document& msg,
+                std::optional<Clock::time_point> deadline = std::nullopt) {
+  for (;;) {
+    FS_RETURN_IF_ERROR(proc.channel()->Receive(frame, proc.pidfd(), deadline));
+    msg.Parse(frame.json().data(), frame.json().size());
+    if (msg.HasParseError() || !msg.IsObject() || !msg.HasMember("op"))
+      return Internal("malformed message from the Python process");
+    std::string op = StrOf(msg["op"]);
+    if (op == want) return Status::Ok();
+    if (op == "log") {
+      std::string level = StrOf(msg["l"]);
+      std::string text = StrOf(msg["m"]);
+      if (level == "error") {
+        FS_LOG_ERROR("{} {}: {}", info.label, who, text);
+      } else if (level == "warn") {
+        FS_LOG_WARNING("{} {}: {}", info.label, who, text);
+      } else if (level == "verbose") {
+        FS_LOG_VERBOSE(1, "{} {}: {}", info.label, who, text);
+      } else {
+        FS_LOG_INFO("{} {}: {}", info.label, who, text);
+      }
+    } else if (op == "bls") {
+      DispatchBls(info, proc.channel(), msg, frame);
+    } else {
+      FS_LOG_WARNING("{} {}: unexpected message '{}' from the Python process", info.label, who, op);
+    }
+  }
+}
+
+std::string ErrorText(const rapidjson::Document& msg) {
+  return msg.HasMember("error") && msg["error"].IsString() ? StrOf(msg["error"]) : "";
+}
+
+void LogTraceback(const ModelInfo& info, const std::string& who, const rapidjson::Document& msg) {
+  if (msg.HasMember("tb") && msg["tb"].IsString())
+    FS_LOG_ERROR("{} {}: {}", info.label, who, StrOf(msg["tb"]));
+}
+
+class PythonInstance : public BackendInstance {
+ public:
+  PythonInstance(std::shared_ptr<const ModelInfo> info, InstanceSpec spec)
+      : info_(std::move(info)),
+        spec_(std::move(spec)),
+        who_("instance " + spec_.name),
+        spin_(info_->options.spin) {}
+
+  // Starts the supervisor thread, which spawns the process and runs initialize().
+  Status Start() {
+    stop_fd_ = UniqueFd(eventfd(0, EFD_CLOEXEC));
+    if (stop_fd_.get() < 0) return Internal("eventfd failed");
+    std::promise<Status> started;
+    auto result = started.get_future();
+    supervisor_ = std::thread([this, p = std::move(started)]() mutable { Supervise(p); });
+    return result.get();
+  }
+
+  ~PythonInstance() override {
+    if (supervisor_.joinable()) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        stopping_ = true;
+      }
+      cv_.notify_all();
+      uint64_t one = 1;
+      (void)!write(stop_fd_.get(), &one, sizeof(one));
+      supervisor_.join();
+    }
+  }
+
+  void Execute(std::span<InferenceRequest* const> requests,
+               std::span<InferenceResponse* const> responses) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    // A process that just died is being replaced: wait for its successor. One that died
+    // while idle is noticed here too, so no request is sent to it.
+    for (;;) {
+      cv_.wait(lock, [&] { return stopping_ || !failed_.empty() || (proc_ && !proc_dead_); });
+      if (!proc_ || proc_dead_ || !proc_->Exited()) break;
+      proc_dead_ = true;
+    }
+    if (!proc_ || proc_dead_) {
+      Fail(responses, Unavailable(info_->label + " " + who_ + ": " +
+                                  (failed_.empty() ? "stopping" : failed_)));
+      return;
+    }
+    Status st = Run(requests, responses);
+    if (!st.ok()) {
+      if (st.code() == StatusCode::kUnavailable) {
+        // The process died under these requests: answer them now; the supervisor (woken
+        // by the process's pidfd) restarts it.
+        proc_dead_ = true;
+        // A broken socket to a live process leaves it useless too: end it, so the wait
+        // below cannot hang and the supervisor replaces it.
+        if (!proc_->Exited()) proc_->Kill();
+        std::string how = proc_->WaitAndDescribe(/*reap=*/false);
+        st = Unavailable(info_->label + " " + who_ + ": the Python process (pid " +
+                         std::to_string(proc_->pid()) + ") " + how +
+                         " while executing this request (the server restarts it unless it "
+                         "keeps dying)");
+      }
+      Fail(responses, st);
+    }
+  }
+
+ private:
+  static void Fail(std::span<InferenceResponse* const> responses, const Status& st) {
+    for (auto* r : responses) {
+      r->outputs.clear();
+      r->status = st;
+    }
+  }
+
+  // One execute() round trip. Unavailable means the process is gone.
+  Status Run(std::span<InferenceRequest* const> requests,
+             std::span<InferenceResponse* const> responses) {
+    const ModelInfo& info = *info_;
+    // Inputs are copied once, into the arena the process maps (request bytes live in the
+    // server's heap, which the process cannot see).
+    size_t need = 0;
+    for (auto* r : requests)
+      for (const auto& t : r->inputs) need = AlignUp(need) + t.byte_size;
+    int new_arena_fd = -1;
+    UniqueFd arena_fd_guard;
+    if (!arena_ || arena_->size() < need) {
+      size_t size = std::max(info.options.shm_default, AlignUp(need, info.options.shm_growth));
+      if (arena_) size = std::max(size, arena_->size() + info.options.shm_growth);
+      auto created = CreateSegment(size, &new_arena_fd);
+      if (!created.ok()) return created.status();
+      arena_fd_guard = UniqueFd(new_arena_fd);
+      arena_ = created.value();
+    }
+    std::vector<int64_t> freed;
+    {
+      std::lock_guard<std::mutex> lock(segments_->mu);
+      freed.swap(segments_->released);
+    }
+    std::string json = JsonOf([&](Writer& w) {
+      w.StartObject();
+      w.Key("op");
+      w.String("execute");
+      if (new_arena_fd >= 0) {
+        w.Key("arena");
+        w.StartArray();
+        w.Uint(0);
+        w.Uint64(arena_->size());
+        w.EndArray();
+      }
+      if (!freed.empty()) {
+        w.Key("free");
+        w.StartArray();
+        for (int64_t id : freed) w.Int64(id);
+        w.EndArray();
+      }
+      w.Key("m");
+      WriteString(w, info.model_name);
+      w.Key("r");
+      w.StartArray();
+      size_t off = 0;
+      for (auto* r : requests) {
+        w.StartObject();
+        if (!r->id.empty()) {
+          w.Key("id");
+          WriteString(w, r->id);
+        }
+        if (!r->correlation_id_str.empty()) {
+          w.Key("c");
+          WriteString(w, r->correlation_id_str);
+        } else if (r->correlation_id != 0) {
+          w.Key("c");
+          w.Uint64(r->correlation_id);
+        }
+        int flags = (r->sequence_start ? 1 : 0) | (r->sequence_end ? 2 : 0);
+        if (flags) {
+          w.Key("f");
+          w.Int(flags);
+        }
+        if (!r->parameters.empty()) {
+          w.Key("p");
+          WriteString(w, ParametersJson(r->parameters));
+        }
+        w.Key("o");
+        w.StartArray();
+        if (r->outputs.empty()) {
+          for (const auto& n : info.output_names) WriteString(w, n);
+        } else {
+          for (const auto& o : r->outputs) WriteString(w, o.name);
+        }
+        w.EndArray();
+        w.Key("i");
+        w.StartArray();
+        for (const auto& t : r->inputs) {
+          off = AlignUp(off);
+          if (t.byte_size) std::memcpy(arena_->data() + off, t.data, t.byte_size);
+          w.StartObject();
+          w.Key("n");
+          WriteString(w, t.name);
+          w.Key("t");
+          WriteString(w, DataTypeName(t.dtype));
+          w.Key("s");
+          w.StartArray();
+          for (int64_t s : t.shape) w.Int64(s);
+          w.EndArray();
+          w.Key("l");
+          w.StartArray();
+          w.String("a");
+          w.Uint64(off);
+          w.Uint64(t.byte_size);
+          w.EndArray();
+          w.EndObject();
+          off += t.byte_size;
+        }
+        w.EndArray();
+        w.EndObject();
+      }
+      w.EndArray();
+      w.EndObject();
+    });
+    int fds[1] = {new_arena_fd};
+    FS_RETURN_IF_ERROR(proc_->channel()->Send(
+        json, {}, new_arena_fd >= 0 ? std::span<const int>(fds, 1) : std::span<const int>{}));
+
+    const Channel& channel = *proc_->channel();
+    spin_.Spin([&] { return channel.Readable(); });
+    Frame frame;
+    rapidjson::Document msg;
+    FS_RETURN_IF_ERROR(Converse(info, who_, *proc_, "done", frame, msg));
+    FS_RETURN_IF_ERROR(UpdateSegments(msg, frame));
+    if (msg.HasMember("error") && msg["error"].IsString()) {
+      // execute() raised: every request of the batch gets the exception's text.
+      LogTraceback(info, who_, msg);
+      Fail(responses, Internal(ErrorText(msg)));
+      return Status::Ok();
+    }
+    auto maps = MapAll(frame);
+    if (!maps.ok())
+      return maps.status().code() == StatusCode::kUnavailable ? Internal(maps.status().message())
+                                                              : maps.status();
+    if (!msg.HasMember("r") || !msg["r"].IsArray() || msg["r"].Size() != requests.size())
+      return Internal("malformed execute reply from the Python process");
+    const auto& items = msg["r"].GetArray();
+    SegmentRefs refs{segments_, {}};
+    for (size_t i = 0; i < requests.size(); ++i) {
+      FillResponse(*requests[i], *responses[i], items[i], frame, maps.value(), refs);
+    }
+    return Status::Ok();
+  }
+
+  // Applies a reply's pool changes: segments the stub unmapped, and new ones (mapped here
+  // once; their descriptors came with the frame).
+  Status UpdateSegments(const rapidjson::Document& msg, Frame& frame) {
+    if (msg.HasMember("drop") && msg["drop"].IsArray()) {
+      for (const auto& id : msg["drop"].GetArray())
+        if (id.IsInt64()) segments_->maps.erase(id.GetInt64());
+    }
+    if (msg.HasMember("new") && msg["new"].IsArray()) {
+      for (const auto& entry : msg["new"].GetArray()) {
+        if (!entry.IsArray() || entry.Size() != 2 || !entry[0].IsInt64() || !entry[1].IsUint() ||
+            entry[1].GetUint() >= frame.fds.size())
+          return Internal("malformed segment announcement from the Python process");
+        auto m = MapSegment(frame.fds[entry[1].GetUint()].get());
+        if (!m.ok()) return Internal(m.status().message());
+        segments_->maps[entry[0].GetInt64()] = std::move(m.value());
+      }
+      frame.fds.clear();  // mapped: the descriptors are not needed any more
+    }
+    return Status::Ok();
+  }
+
+  void FillResponse(const InferenceRequest& req, InferenceResponse& resp,
+                    const rapidjson::Value& item, const Frame& frame,
+                    const std::vector<std::shared_ptr<Mapping>>& maps, SegmentRefs& refs) {
+    if (item.HasMember("e")) {
+      int code = item.HasMember("c") && item["c"].IsInt() ? item["c"].GetInt() : 1;
+      resp.status = Status(CodeOfTritonError(code), StrOf(item["e"]));
+      return;
+    }
+    if (item.HasMember("p") && item["p"].IsString())
+      resp.parameters = ParseParameters(StrOf(item["p"]));
+    for (const auto& d : item["o"].GetArray()) {
+      auto t = DecodeTensor(d, frame, maps, &refs);
+      if (!t.ok()) {
+        resp.outputs.clear();
+        resp.status = t.status();
+        return;
+      }
+      if (!req.outputs.empty() &&
+          std::none_of(req.outputs.begin(), req.outputs.end(),
+                       [&](const RequestedOutput& o) { return o.name == t->name; }))
+        continue;  // not asked for
+      auto it = info_->output_types.find(t->name);
+      if (it != info_->output_types.end() && it->second != t->dtype) {
+        resp.outputs.clear();
+        resp.status =
+            Internal("output '" + t->name + "' is " + std::string(DataTypeName(t->dtype)) +
+                     " but the config says " + std::string(DataTypeConfigName(it->second)));
+        return;
+      }
+      resp.outputs.push_back(std::move(t.value()));
+    }
+  }
+
+  // Spawns the process and runs initialize(); called on the supervisor thread with mu_
+  // held (or before anyone else can see the instance).
+  Status StartProcess() {
+    const ModelInfo& info = *info_;
+    auto spawned = StubProcess::Spawn(info.options.python, info.stub_path);
+    if (!spawned.ok()) return spawned.status();
+    std::unique_ptr<StubProcess> proc = std::move(spawned.value());
+    const char* kind = spec_.kind == inference::ModelInstanceGroup::KIND_GPU     ? "GPU"
+                       : spec_.kind == inference::ModelInstanceGroup::KIND_MODEL ? "MODEL"
+                                                                                 : "CPU";
+    std::string json = JsonOf([&](Writer& w) {
+      w.StartObject();
+      w.Key("op");
+      w.String("init");
+      w.Key("model_file");
+      WriteString(w, info.model_file);
+      w.Key("version_dir");
+      WriteString(w, info.version_dir);
+      if (!info.env_path.empty()) {
+        w.Key("env_path");
+        WriteString(w, info.env_path);
+      }
+      w.Key("inline_max");
+      w.Uint64(info.options.inline_max);
+      w.Key("args");
+      w.StartObject();
+      w.Key("model_config");
+      WriteString(w, info.config_json);
+      w.Key("model_instance_kind");
+      w.String(kind);
+      w.Key("model_instance_name");
+      WriteString(w, spec_.name);
+      w.Key("model_instance_device_id");
+      w.String("0");
+      w.Key("model_repository");
+      WriteString(w, info.model_dir);
+      w.Key("model_version");
+      WriteString(w, std::to_string(info.version));
+      w.Key("model_name");
+      WriteString(w, info.model_name);
+      w.EndObject();
+      w.EndObject();
+    });
+    FS_RETURN_IF_ERROR(proc->channel()->Send(json));
+    Frame frame;
+    rapidjson::Document msg;
+    Status st = Converse(info, who_, *proc, "init_done", frame, msg);
+    if (!st.ok()) {
+      std::string how = proc->WaitAndDescribe(/*reap=*/true);
+      return Unavailable("the Python process (" + info.options.python + " " + info.stub_path +
+                         ") " + how + " before initialize() returned");
+    }
+    std::string error = ErrorText(msg);
+    if (!error.empty()) {
+      LogTraceback(info, who_, msg);
+      proc->StopWithin(std::chrono::milliseconds(0));
+      return InvalidArgument("initialize() failed: " + error);
+    }
+    FS_LOG_VERBOSE(1, "{} {}: Python process {} ready", info.label, who_, proc->pid());
+    proc_ = std::move(proc);
+    proc_dead_ = false;
+    segments_ = std::make_shared<SegmentCache>();  // the new process has its own pool
+    return Status::Ok();
+  }
+
+  void Supervise(std::promise<Status>& started) {
+    Status st;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      st = StartProcess();
+    }
+    started.set_value(st);
+    if (!st.ok()) return;
+    std::deque<Clock::time_point> deaths;
+    for (;;) {
+      int pidfd = -1;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (proc_) pidfd = proc_->pidfd();
+      }
+      pollfd pfd[2] = {{stop_fd_.get(), POLLIN, 0}, {pidfd, POLLIN, 0}};
+      int r = poll(pfd, pidfd >= 0 ? 2 : 1, -1);
+      if (r < 0 && errno == EINTR) continue;
+      if (pfd[0].revents) break;
+      if (pidfd < 0 || !pfd[1].revents) continue;
+
+      // The process died. Execute (if running) sees it too and answers its requests;
+      // taking mu_ waits for that.
+      std::unique_lock<std::mutex> lock(mu_);
+      pid_t pid = proc_->pid();
+      std::string how = proc_->WaitAndDescribe(/*reap=*/true);
+      proc_.reset();
+      arena_.reset();  // the new process maps a new arena
+      proc_dead_ = true;
+      auto now = Clock::now();
+      deaths.push_back(now);
+      while (!deaths.empty() && now - deaths.front() > info_->options.restart_window)
+        deaths.pop_front();
+      ++restarts_;
+      if (static_cast<int>(deaths.size()) >= info_->options.restart_limit) {
+        failed_ = "the Python process died " + std::to_string(deaths.size()) + " times within " +
+                  std::to_string(info_->options.restart_window.count()) + " s (last: pid " +
+                  std::to_string(pid) + " " + how +
+                  "); not restarting it (unload and load the model to start over)";
+        FS_LOG_ERROR("{} {}: {}", info_->label, who_, failed_);
+        cv_.notify_all();
+        continue;  // pidfd is gone: wait for stop only
+      }
+      FS_LOG_WARNING("{} {}: the Python process (pid {}) {}; restarting it (restart {})",
+                     info_->label, who_, pid, how, restarts_);
+      Status restarted = StartProcess();
+      if (!restarted.ok()) {
+        failed_ = "restarting the Python process failed: " + restarted.message();
+        FS_LOG_ERROR("{} {}: {}", info_->label, who_, failed_);
+      } else {
+        FS_LOG_INFO("{} {}: Python process restarted (pid {})", info_->label, who_, proc_->pid());
+      }
+      cv_.notify_all();
+    }
+    // Unload: finalize() gets finalize_timeout, then the process is killed. Done on this
+    // thread because the process's PR_SET_PDEATHSIG is tied to it.
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!proc_) return;
+    auto deadline = Clock::now() + info_->options.finalize_timeout;
+    Status sent = proc_->channel()->Send(R"({"op":"finalize"})");
+    if (sent.ok()) {
+      Frame frame;
+      rapidjson::Document msg;
+      Status st2 = Converse(*info_, who_, *proc_, "finalize_done", frame, msg, deadline);
+      if (st2.code() == StatusCode::kDeadlineExceeded) {
+        FS_LOG_WARNING("{} {}: finalize() did not return within {} ms; killing the process",
+                       info_->label, who_, info_->options.finalize_timeout.count());
+      }
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    proc_->StopWithin(std::max(left, std::chrono::milliseconds(100)));
+    proc_.reset();
+  }
+
+  std::shared_ptr<const ModelInfo> info_;
+  InstanceSpec spec_;
+  std::string who_;
+  AdaptiveSpin spin_;  // used by Execute only
+  UniqueFd stop_fd_;
+  std::thread supervisor_;
+
+  std::mutex mu_;  // held by Execute for a whole round trip, and while (re)starting
+  std::condition_variable cv_;
+  std::unique_ptr<StubProcess> proc_;
+  bool proc_dead_ = false;
+  bool stopping_ = false;
+  std::string failed_;  // non-empty: not restarted any more, every request fails with it
+  int restarts_ = 0;
+  std::shared_ptr<Mapping> arena_;
+  std::shared_ptr<SegmentCache> segments_;
+};
+
+class PythonModel : public BackendModel {
+ public:
+  explicit PythonModel(std::shared_ptr<const ModelInfo> info) : info_(std::move(info)) {}
+
+  Result<std::unique_ptr<BackendInstance>> CreateInstance(const InstanceSpec& spec) override {
+    auto inst = std::make_unique<PythonInstance>(info_, spec);
+    Status st = inst->Start();
+    if (!st.ok()) return st;
+    return std::unique_ptr<BackendInstance>(std::move(inst));
+  }
+
+ private:
+  std::shared_ptr<const ModelInfo> info_;
+};
+
+// Fills the parts of ModelInfo that both loading and auto-complete need.
+Status ResolveFiles(const ModelLoadContext& ctx, const inference::ModelConfig& cfg,
+                    ModelInfo& info) {
+  info.model_name = ctx.model_name;
+  info.version = ctx.version;
+  info.label = "model '" + ctx.model_name + "' version " + std::to_string(ctx.version);
+  info.model_dir = ctx.model_dir;
+  info.version_dir = ctx.version_dir;
+  std::string file =
+      cfg.default_model_filename().empty() ? "model.py" : cfg.default_model_filename();
+  info.model_file = ctx.version_dir + "/" + file;
+  std::error_code ec;
+  if (!fs::is_regular_file(info.model_file, ec))
+    return NotFound(info.label + ": no " + file + " in " + ctx.version_dir);
+  auto options = ParseOptions(ctx.backend_config);
+  if (!options.ok()) return options.status();
+  info.options = options.value();
+  info.stub_path = ModuleDirectory() + "/stub.py";
+  if (!fs::is_regular_file(info.stub_path, ec))
+    return NotFound("the Python backend's stub.py is missing next to the module: " +
+                    info.stub_path);
+  auto env = cfg.parameters().find("EXECUTION_ENV_PATH");
+  if (env != cfg.parameters().end() && !env->second.string_value().empty()) {
+    std::string path = env->second.string_value();
+    const std::string var = "$$TRITON_MODEL_DIRECTORY";
+    for (size_t p; (p = path.find(var)) != std::string::npos;)
+      path.replace(p, var.size(), ctx.model_dir);
+    if (path.ends_with(".tar.gz") || path.ends_with(".tgz"))
+      return Unimplemented(info.label + ": EXECUTION_ENV_PATH '" + path +
+                           "' is a packed environment; flowserve takes a folder: unpack it and "
+                           "point EXECUTION_ENV_PATH there");
+    if (!fs::is_directory(path, ec))
+      return NotFound(info.label + ": EXECUTION_ENV_PATH '" + path + "' is not a folder");
+    info.env_path = path;
+  }
+  return Status::Ok();
+}
+
+class PythonBackend : public Backend {
+ public:
+  Result<std::unique_ptr<BackendModel>> LoadModel(const ModelLoadContext& ctx) override {
+    const auto& cfg = *ctx.config;
+    auto info = std::make_shared<ModelInfo>();
+    FS_RETURN_IF_ERROR(ResolveFiles(ctx, cfg, *info));
+    if (cfg.has_model_transaction_policy() && cfg.model_transaction_policy().decoupled()) {
+      return Unimplemented(info->label +
+                           ": decoupled Python models (model_transaction_policy { decoupled: "
+                           "true }) are not supported yet");
+    }
+    info->config_json = ModelConfigToJson(cfg);
+    for (const auto& out : cfg.output()) {
+      info->output_names.push_back(out.name());
+      info->output_types[out.name()] = static_cast<DataType>(out.data_type());
+    }
+    info->dispatch = ctx.dispatch;
+    FS_LOG_INFO("{}: {} runs in {} (one process per instance)", info->label, info->model_file,
+                info->options.python);
+    return std::unique_ptr<BackendModel>(new PythonModel(std::move(info)));
+  }
+
+  // Runs the model's static auto_complete_config(auto_complete_model_config) in a
+  // short-lived process, when model.py defines one.
+  Status AutoCompleteConfig(const ModelLoadContext& ctx, inference::ModelConfig& cfg) override {
+    ModelInfo info;
+    if (!ResolveFiles(ctx, cfg, info).ok()) return Status::Ok();  // the load reports it
+    {
+      std::ifstream in(info.model_file);
+      std::stringstream text;
+      text << in.rdbuf();
+      if (text.str().find("auto_complete_config") == std::string::npos) return Status::Ok();
+    }
+    auto spawned = StubProcess::Spawn(info.options.python, info.stub_path);
+    if (!spawned.ok()) return spawned.status();
+    auto& proc = *spawned.value();
+    std::string json = JsonOf([&](Writer& w) {
+      w.StartObject();
+      w.Key("op");
+      w.String("autocomplete");
+      w.Key("model_file");
+      WriteString(w, info.model_file);
+      w.Key("version_dir");
+      WriteString(w, info.version_dir);
+      if (!info.env_path.empty()) {
+        w.Key("env_path");
+        WriteString(w, info.env_path);
+      }
+      w.Key("config");
+      std::string cj = ModelConfigToJson(cfg);
+      w.RawValue(cj.data(), cj.size(), rapidjson::kObjectType);
+      w.EndObject();
+    });
+    FS_RETURN_IF_ERROR(proc.channel()->Send(json));
+    Frame frame;
+    rapidjson::Document msg;
+    Status st = Converse(info, "auto_complete_config", proc, "autocomplete_done", frame, msg,
+                         Clock::now() + info.options.autocomplete_timeout);
+    proc.StopWithin(std::chrono::milliseconds(0));
+    if (!st.ok()) return Internal("auto_complete_config: " + st.message());
+    std::string error = ErrorText(msg);
+    if (!error.empty()) {
+      LogTraceback(info, "auto_complete_config", msg);
+      return InvalidArgument("auto_complete_config failed: " + error);
+    }
+    rapidjson::StringBuffer sb;
+    Writer w(sb);
+    msg["config"].Accept(w);
+    inference::ModelConfig completed;
+    google::protobuf::util::JsonParseOptions options;
+    options.ignore_unknown_fields = false;
+    auto parsed = google::protobuf::util::JsonStringToMessage(
+        std::string(sb.GetString(), sb.GetSize()), &completed, options);
+    if (!parsed.ok())
+      return InvalidArgument("auto_complete_config returned an invalid config: " +
+                             std::string(parsed.message()));
+    cfg = std::move(completed);
+    return Status::Ok();
+  }
+};
+
+}  // namespace
+}  // namespace python
+}  // namespace flowserve
+
+FLOWSERVE_DEFINE_BACKEND_MODULE(flowserve::python::PythonBackend)

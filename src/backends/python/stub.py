@@ -1,0 +1,511 @@
+"""The process one Python model instance runs in (started by libflowserve_python.so).
+
+    /usr/bin/python3 stub.py <control fd>
+
+The control fd is a Unix stream socket to the server. Every message is a frame:
+u32 payload length, u32 JSON length, the JSON, then a tail of raw bytes; file
+descriptors (shared memory) ride along as SCM_RIGHTS. Tensor bytes never go through the
+JSON: inputs sit in the instance's arena (a memfd the server writes and this process
+maps), outputs are written once into a memfd the server maps and hands to the response
+(small ones travel in the frame's tail, which is cheaper than mapping a segment).
+The process exits when the socket closes (and the kernel kills it with SIGKILL when the
+server thread that started it exits: PR_SET_PDEATHSIG, set before exec).
+"""
+import array
+import asyncio
+import importlib.util
+import json
+import mmap
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+import traceback
+
+import numpy as np
+
+import triton_python_backend_utils as pb_utils
+
+_HDR = struct.Struct("<II")
+_ALIGN = 64
+_MAX_FDS = 64
+
+
+def _align(n):
+    return (n + _ALIGN - 1) // _ALIGN * _ALIGN
+
+
+class Channel:
+    def __init__(self, fd):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=fd)
+        self.send_lock = threading.Lock()
+
+    def send(self, msg, tail=None, fds=()):
+        js = json.dumps(msg, separators=(",", ":")).encode()
+        tail_len = len(tail) if tail is not None else 0
+        bufs = [_HDR.pack(len(js) + tail_len, len(js)), js]
+        if tail_len:
+            bufs.append(tail)
+        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+        total = sum(len(b) for b in bufs)
+        with self.send_lock:
+            sent = self.sock.sendmsg(bufs, anc)
+            if sent < total:
+                # The rest goes without the fds: they belong to the frame's first bytes.
+                rest = b"".join(bytes(b) for b in bufs)[sent:]
+                self.sock.sendall(rest)
+
+    def recv(self):
+        """One frame: (message dict, tail memoryview, received fds)."""
+        fds = []
+        hdr = b""
+        while len(hdr) < _HDR.size:
+            data, anc, _flags, _addr = self.sock.recvmsg(_HDR.size - len(hdr),
+                                                         socket.CMSG_SPACE(_MAX_FDS * 4))
+            if not data:
+                raise EOFError
+            for level, kind, cdata in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds.extend(array.array("i", cdata[:len(cdata) - len(cdata) % 4]))
+            hdr += data
+        total, json_len = _HDR.unpack(hdr)
+        buf = bytearray(total)
+        view = memoryview(buf)
+        pos = 0
+        while pos < total:
+            n = self.sock.recv_into(view[pos:])
+            if n == 0:
+                raise EOFError
+            pos += n
+        return json.loads(buf[:json_len]), view[json_len:], fds
+
+
+def _decode_tensors(descs, tail, maps, arena):
+    """Tensor descriptions -> pb_utils.Tensors viewing the shared buffers."""
+    out = []
+    for d in descs:
+        loc = d["l"]
+        kind = loc[0]
+        if kind == "a":
+            buf, off, size = arena, loc[1], loc[2]
+        elif kind == "f":
+            buf, off, size = maps[loc[1]], loc[2], loc[3]
+        else:
+            buf, off, size = tail, loc[1], loc[2]
+        shape = d["s"]
+        wire = d["t"]
+        if wire == "BYTES":
+            count = 1
+            for s in shape:
+                count *= s
+            arr = pb_utils.deserialize_bytes_tensor(memoryview(buf)[off:off + size], count)
+            arr = arr.reshape(shape)
+        else:
+            dtype = pb_utils._WIRE_TO_NUMPY.get(wire)
+            if dtype is None:
+                raise pb_utils.TritonModelException(f"input '{d['n']}': {wire} tensors are not "
+                                                    "supported by the Python backend")
+            if size == 0:
+                arr = np.empty(shape, dtype=dtype)
+            else:
+                arr = np.frombuffer(buf, dtype=dtype, count=size // np.dtype(dtype).itemsize,
+                                    offset=off).reshape(shape)
+        out.append(_tensor(d["n"], arr, wire))
+    return out
+
+
+def _tensor(name, arr, wire):
+    """A pb_utils.Tensor without the constructor's checks: the server described it."""
+    t = _new_tensor(pb_utils.Tensor)
+    t._name = name
+    t._data = arr
+    t._wire = wire
+    return t
+
+
+_new_tensor = object.__new__
+
+
+def _map_fds(fds):
+    maps = []
+    for fd in fds:
+        size = os.fstat(fd).st_size
+        maps.append(mmap.mmap(fd, size) if size else b"")
+        os.close(fd)
+    return maps
+
+
+class Segment:
+    __slots__ = ("id", "fd", "mm", "size", "busy")
+
+    def __init__(self, sid, size):
+        self.id = sid
+        self.size = size
+        self.fd = os.memfd_create("flowserve-py-out", os.MFD_CLOEXEC)
+        os.ftruncate(self.fd, size)
+        self.mm = mmap.mmap(self.fd, size)
+        self.busy = False
+
+
+class OutputPool:
+    """Shared memory segments execute() results are written into, reused: a fresh segment
+    costs a page fault per page on both sides, which dwarfs the copy itself. A segment is
+    busy from the reply that uses it until the server says its responses were written
+    out (the "free" list of a later execute message); the server maps each one once."""
+
+    # Idle segments kept beyond that are unmapped (and dropped by the server). Under
+    # concurrency a few are busy at once (responses still being written out); dropping and
+    # re-creating them would pay the page faults again.
+    KEEP_FREE = 4
+    STEP = 1 << 20
+
+    def __init__(self):
+        self.segments = {}
+        self.next_id = 1
+        self.dropped = []
+
+    def acquire(self, size):
+        best = None
+        for seg in self.segments.values():
+            if not seg.busy and seg.size >= size and (best is None or seg.size < best.size):
+                best = seg
+        if best is None:
+            best = Segment(self.next_id, (size + self.STEP - 1) // self.STEP * self.STEP)
+            self.next_id += 1
+            self.segments[best.id] = best
+        best.busy = True
+        return best
+
+    def release(self, ids):
+        for sid in ids:
+            seg = self.segments.get(sid)
+            if seg is not None:
+                seg.busy = False
+        idle = [seg for seg in self.segments.values() if not seg.busy]
+        for seg in sorted(idle, key=lambda x: x.size)[:max(0, len(idle) - self.KEEP_FREE)]:
+            del self.segments[seg.id]
+            seg.mm.close()
+            self.dropped.append(seg.id)
+
+    def take_dropped(self):
+        dropped, self.dropped = self.dropped, []
+        return dropped
+
+
+class Encoder:
+    """Lays tensors of several responses out in one buffer: the frame tail when small,
+    else a shared memory segment the server maps (the only copy of an output on its way
+    out). With a pool, the segment is a reused one; without (BLS), a new memfd."""
+
+    def __init__(self, inline_max, pool=None):
+        self.inline_max = inline_max
+        self.pool = pool
+        self.items = []  # (desc, offset, uint8 array)
+        self.total = 0
+        self.segment = None
+
+    def add(self, tensor):
+        if not isinstance(tensor, pb_utils.Tensor):
+            raise pb_utils.TritonModelException(
+                f"output_tensors must hold pb_utils.Tensor objects, got {type(tensor).__name__}")
+        arr = tensor.as_numpy()
+        wire = tensor._wire
+        if wire == "BYTES":
+            raw = np.frombuffer(pb_utils.serialize_byte_tensor(arr), dtype=np.uint8)
+        else:
+            if arr.dtype.byteorder == ">":  # the wire is little-endian
+                arr = arr.astype(arr.dtype.newbyteorder("<"))
+            raw = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
+        off = _align(self.total)
+        desc = {"n": tensor.name(), "t": wire, "s": list(arr.shape), "l": None}
+        self.items.append((desc, off, raw))
+        self.total = off + raw.size
+        return desc
+
+    def finish(self):
+        """-> (tail, fds, message fields); fills in every desc's location."""
+        if self.total <= self.inline_max:
+            tail = bytearray(self.total)
+            dst = np.frombuffer(tail, dtype=np.uint8) if self.total else None
+            for desc, off, raw in self.items:
+                if raw.size:
+                    dst[off:off + raw.size] = raw
+                desc["l"] = ["i", off, int(raw.size)]
+            return tail, [], {}
+        if self.pool is None:
+            fd = os.memfd_create("flowserve-py-out", os.MFD_CLOEXEC)
+            os.ftruncate(fd, self.total)
+            with mmap.mmap(fd, self.total) as mm:
+                self._copy(mm, lambda desc, off, n: ["f", 0, off, n])
+            return None, [fd], {}
+        seg = self.segment = self.pool.acquire(self.total)
+        self._copy(seg.mm, lambda desc, off, n: ["s", seg.id, off, n])
+        if seg.fd is None:
+            return None, [], {}
+        fd, seg.fd = seg.fd, None  # the server keeps it mapped from now on
+        return None, [fd], {"new": [[seg.id, 0]]}
+
+    def _copy(self, buf, location):
+        dst = np.frombuffer(buf, dtype=np.uint8)
+        for desc, off, raw in self.items:
+            if raw.size:
+                dst[off:off + raw.size] = raw
+            desc["l"] = location(desc, off, int(raw.size))
+        del dst
+
+
+class Ipc:
+    """What pb_utils reaches the server through: logging and BLS."""
+
+    def __init__(self, channel, inline_max):
+        self.ch = channel
+        self.inline_max = inline_max
+        self.arena = None
+        self.next_id = 1
+        self.cond = threading.Condition()
+        self.results = {}
+        self.reading = False
+        self.executor = None
+
+    def log(self, level, message):
+        self.ch.send({"op": "log", "l": level, "m": message})
+
+    def _send_bls(self, req):
+        if not isinstance(req.model_name(), str) or not req.model_name():
+            raise pb_utils.TritonModelException("InferenceRequest needs a model_name for exec()")
+        enc = Encoder(self.inline_max)
+        descs = [enc.add(t) for t in req.inputs()]
+        tail, fds, _ = enc.finish()
+        with self.cond:
+            rid = self.next_id
+            self.next_id += 1
+        msg = {"op": "bls", "id": rid, "m": req.model_name(), "v": int(req.model_version()),
+               "o": list(req.requested_output_names()), "i": descs, "rid": req.request_id(),
+               "c": req.correlation_id(), "t": int(req.timeout()), "p": req.parameters(),
+               "f": int(req.flags())}
+        try:
+            self.ch.send(msg, tail, fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
+        return rid
+
+    def _wait(self, rid):
+        """Waits for BLS response `rid`; one waiting thread at a time reads the socket and
+        hands other responses to their waiters."""
+        with self.cond:
+            while rid not in self.results:
+                if self.reading:
+                    self.cond.wait()
+                    continue
+                self.reading = True
+                self.cond.release()
+                try:
+                    msg, tail, fds = self.ch.recv()
+                except EOFError:
+                    os._exit(0)
+                finally:
+                    self.cond.acquire()
+                    self.reading = False
+                if msg.get("op") == "bls_response":
+                    self.results[msg["id"]] = (msg, tail, fds)
+                self.cond.notify_all()
+            msg, tail, fds = self.results.pop(rid)
+        maps = _map_fds(fds)
+        if msg.get("error") is not None:
+            return pb_utils.InferenceResponse(error=pb_utils.TritonError(msg["error"]))
+        outputs = _decode_tensors(msg.get("o", []), tail, maps, None)
+        return pb_utils.InferenceResponse(output_tensors=outputs,
+                                          parameters=msg.get("p") or "{}")
+
+    def bls(self, req):
+        return self._wait(self._send_bls(req))
+
+    def bls_async(self, req):
+        rid = self._send_bls(req)
+        loop = asyncio.get_event_loop()
+        if self.executor is None:
+            import concurrent.futures
+            self.executor = concurrent.futures.ThreadPoolExecutor(8, "flowserve-bls")
+        return loop.run_in_executor(self.executor, self._wait, rid)
+
+
+def _error_text(exc):
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _load_model_class(model_file, version_dir, env_path):
+    if env_path:
+        for p in reversed(_site_dirs(env_path)):
+            sys.path.insert(0, p)
+    sys.path.insert(0, version_dir)
+    spec = importlib.util.spec_from_file_location("model", model_file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["model"] = module
+    spec.loader.exec_module(module)
+    if not hasattr(module, "TritonPythonModel"):
+        raise AttributeError(f"{model_file} defines no class TritonPythonModel")
+    return module.TritonPythonModel
+
+
+def _site_dirs(env_path):
+    """EXECUTION_ENV_PATH: a folder (a venv/conda env, or a bare package folder); its
+    site-packages go first on sys.path."""
+    found = []
+    lib = os.path.join(env_path, "lib")
+    if os.path.isdir(lib):
+        for name in sorted(os.listdir(lib)):
+            sp = os.path.join(lib, name, "site-packages")
+            if name.startswith("python3") and os.path.isdir(sp):
+                found.append(sp)
+    sp = os.path.join(env_path, "site-packages")
+    if os.path.isdir(sp):
+        found.append(sp)
+    return found or [env_path]
+
+
+class Stub:
+    def __init__(self, fd):
+        self.ch = Channel(fd)
+        self.model = None
+        self.arena = None
+        self.loop = None
+        self.async_execute = False
+        self.ipc = None
+        self.pool = OutputPool()
+
+    def run(self):
+        while True:
+            try:
+                msg, tail, fds = self.ch.recv()
+            except (EOFError, ConnectionError):
+                os._exit(0)
+            op = msg.get("op")
+            if op == "execute":
+                self.execute(msg, fds)
+            elif op == "init":
+                self.initialize(msg)
+            elif op == "autocomplete":
+                self.autocomplete(msg)
+            elif op == "finalize":
+                self.finalize()
+                os._exit(0)
+            else:
+                for fd in fds:
+                    os.close(fd)
+
+    def _setup_ipc(self, msg):
+        self.ipc = Ipc(self.ch, int(msg.get("inline_max", 65536)))
+        pb_utils._ipc = self.ipc
+
+    def initialize(self, msg):
+        self._setup_ipc(msg)
+        try:
+            cls = _load_model_class(msg["model_file"], msg["version_dir"], msg.get("env_path"))
+            self.model = cls()
+            if hasattr(self.model, "initialize"):
+                self.model.initialize(msg["args"])
+            self.async_execute = asyncio.iscoroutinefunction(self.model.execute)
+            if self.async_execute:
+                self.loop = asyncio.new_event_loop()
+                asyncio.set_event_loop(self.loop)
+        except BaseException as e:  # noqa: BLE001 - reported to the server, which fails the load
+            self.ch.send({"op": "init_done", "error": _error_text(e),
+                          "tb": traceback.format_exc()})
+            return
+        self.ch.send({"op": "init_done", "error": None})
+
+    def autocomplete(self, msg):
+        self._setup_ipc(msg)
+        try:
+            cls = _load_model_class(msg["model_file"], msg["version_dir"], msg.get("env_path"))
+            config = pb_utils.ModelConfig(msg["config"])
+            if hasattr(cls, "auto_complete_config"):
+                ret = cls.auto_complete_config(config)
+                if isinstance(ret, pb_utils.ModelConfig):
+                    config = ret
+            self.ch.send({"op": "autocomplete_done", "error": None, "config": config.as_dict()})
+        except BaseException as e:  # noqa: BLE001
+            self.ch.send({"op": "autocomplete_done", "error": _error_text(e),
+                          "tb": traceback.format_exc()})
+
+    def finalize(self):
+        try:
+            if self.model is not None and hasattr(self.model, "finalize"):
+                self.model.finalize()
+        except BaseException:  # noqa: BLE001
+            pb_utils.Logger.log_error("finalize() raised:\n" + traceback.format_exc())
+        self.ch.send({"op": "finalize_done"})
+
+    def execute(self, msg, fds):
+        if "arena" in msg:
+            idx, size = msg["arena"]
+            self.arena = mmap.mmap(fds[idx], size)
+            os.close(fds[idx])
+        if "free" in msg:
+            self.pool.release(msg["free"])
+        enc = None
+        try:
+            requests = []
+            for r in msg["r"]:
+                inputs = _decode_tensors(r["i"], None, None, self.arena)
+                requests.append(pb_utils.InferenceRequest(
+                    model_name=msg.get("m", ""), requested_output_names=r["o"], inputs=inputs,
+                    request_id=r.get("id", ""), correlation_id=r.get("c", 0), flags=r.get("f", 0),
+                    parameters=r.get("p", "{}")))
+            if self.async_execute:
+                responses = self.loop.run_until_complete(self.model.execute(requests))
+            else:
+                responses = self.model.execute(requests)
+            if not isinstance(responses, (list, tuple)) or len(responses) != len(requests):
+                got = len(responses) if isinstance(responses, (list, tuple)) else type(responses).__name__
+                raise pb_utils.TritonModelException(
+                    f"execute() must return a list of {len(requests)} InferenceResponse "
+                    f"(one per request), got {got}")
+            enc = Encoder(self.ipc.inline_max, self.pool)
+            out = []
+            for resp in responses:
+                if not isinstance(resp, pb_utils.InferenceResponse):
+                    raise pb_utils.TritonModelException(
+                        "execute() must return InferenceResponse objects, got "
+                        f"{type(resp).__name__}")
+                if resp.has_error():
+                    out.append({"e": resp.error().message(), "c": resp.error().code()})
+                    continue
+                item = {"o": [enc.add(t) for t in resp.output_tensors()]}
+                if resp.parameters() not in ("{}", ""):
+                    item["p"] = resp.parameters()
+                out.append(item)
+            tail, out_fds, extra = enc.finish()
+        except BaseException as e:  # noqa: BLE001 - answers the batch, the model keeps serving
+            if enc is not None and enc.segment is not None:
+                enc.segment.busy = False
+            reply = {"op": "done", "error": _error_text(e), "tb": traceback.format_exc()}
+            dropped = self.pool.take_dropped()
+            if dropped:
+                reply["drop"] = dropped
+            self.ch.send(reply)
+            return
+        reply = {"op": "done", "r": out, **extra}
+        dropped = self.pool.take_dropped()
+        if dropped:
+            reply["drop"] = dropped
+        try:
+            self.ch.send(reply, tail, out_fds)
+        finally:
+            for fd in out_fds:
+                os.close(fd)
+
+
+def main():
+    # Ctrl-C in a terminal reaches the whole process group; the server decides when this
+    # process ends (finalize, or the socket closing).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    Stub(int(sys.argv[1])).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Backends as modules: a framework's library is mapped only when a model needs it, a
+module that cannot be loaded fails only the models that name it, and config auto-complete
+asks the model's backend (here the pytorch module) what the config leaves out."""
+import os
+import pathlib
+import shutil
+
+import requests
+import torch
+
+import models_torch
+from harness import BIN, Server, identity_config, run_to_exit, write_model
+
+BUILD_BACKENDS = pathlib.Path(BIN).resolve().parent / "backends"
+
+
+def _maps(server):
+    return pathlib.Path(f"/proc/{server.proc.pid}/maps").read_text()
+
+
+def _index(server):
+    r = requests.post(f"{server.url}/v2/repository/index", json={}, timeout=10)
+    r.raise_for_status()
+    return {m["name"]: m for m in r.json()}
+
+
+def _affine(repo, name="affine", config=True):
+    cfg = models_torch.config(name, [models_torch.tensor_io("INPUT__0", "TYPE_FP32", [4])],
+                              [models_torch.tensor_io("OUTPUT__0", "TYPE_FP32", [3])])
+    return models_torch._save(models_torch.Affine(4, 3), repo, name, cfg if config else None,
+                              example=torch.rand(1, 4))
+
+
+def test_identity_only_server_maps_no_framework_until_a_model_needs_it(tmp_path):
+    write_model(tmp_path, "ident", identity_config("ident"))
+    _affine(tmp_path / "later")  # outside the repository until the test moves it in
+    with Server(tmp_path, ["--model-control-mode=explicit", "--load-model=ident"],
+                wait="ready") as s:
+        maps = _maps(s)
+        assert "libtorch" not in maps and "libflowserve_pytorch" not in maps
+        assert "onnxruntime" not in maps
+        shutil.move(str(tmp_path / "later" / "affine"), str(tmp_path / "affine"))
+        r = requests.post(f"{s.url}/v2/repository/models/affine/load", timeout=60)
+        assert r.status_code == 200, r.text
+        maps = _maps(s)
+        assert "libflowserve_pytorch.so" in maps and "libtorch" in maps
+        assert "onnxruntime" not in maps
+        assert "loaded backend 'pytorch' from" in s.log()
+
+
+def test_missing_module_fails_only_its_models_and_names_the_path(tmp_path):
+    repo = tmp_path / "repo"
+    write_model(repo, "ident", identity_config("ident"))
+    _affine(repo)
+    empty = tmp_path / "modules"
+    empty.mkdir()
+    with Server(repo, ["--exit-on-error=false", f"--backend-directory={empty}"],
+                wait="live") as s:
+        idx = _index(s)
+        assert idx["ident"]["state"] == "READY"
+        assert idx["affine"]["state"] == "UNAVAILABLE"
+        want = str(empty / "pytorch" / "libflowserve_pytorch.so")
+        assert want in idx["affine"]["reason"], idx["affine"]
+        assert requests.get(f"{s.url}/v2/models/ident/ready").status_code == 200
+
+
+def test_module_that_does_not_load_reports_the_dlopen_error(tmp_path):
+    repo = tmp_path / "repo"
+    write_model(repo, "ident", identity_config("ident"))
+    _affine(repo)
+    modules = tmp_path / "modules"
+    (modules / "pytorch").mkdir(parents=True)
+    (modules / "pytorch" / "libflowserve_pytorch.so").write_bytes(b"not an ELF file\n" * 64)
+    with Server(repo, ["--exit-on-error=false", f"--backend-directory={modules}"],
+                wait="live") as s:
+        reason = _index(s)["affine"]["reason"]
+        assert "cannot load" in reason and "libflowserve_pytorch.so" in reason, reason
+        assert "invalid ELF header" in reason or "file too short" in reason, reason
+        assert requests.get(f"{s.url}/v2/models/ident/ready").status_code == 200
+
+
+def test_library_without_the_entry_point_is_not_a_module(tmp_path):
+    repo = tmp_path / "repo"
+    _affine(repo)
+    modules = tmp_path / "modules"
+    (modules / "pytorch").mkdir(parents=True)
+    # A real shared library, but not a backend module.
+    shutil.copy(pathlib.Path(BIN).resolve().parent / "libflowserve_common.so",
+                modules / "pytorch" / "libflowserve_pytorch.so")
+    rc, out = run_to_exit(repo, [f"--backend-directory={modules}"])
+    assert rc != 0
+    assert "is not a flowserve backend module" in out and "FlowserveBackendCreate" in out, out
+
+
+def test_default_backend_directory_is_beside_the_binary(tmp_path):
+    _affine(tmp_path)
+    assert (BUILD_BACKENDS / "pytorch" / "libflowserve_pytorch.so").exists()
+    with Server(tmp_path, [], wait="ready") as s:
+        assert f"loaded backend 'pytorch' from {BUILD_BACKENDS}" in s.log()
+
+
+def test_torchscript_without_tensors_in_config_says_what_to_add(tmp_path):
+    _affine(tmp_path, "noconfig", config=False)
+    write_model(tmp_path, "partial", 'backend: "pytorch"\nmax_batch_size: 4\n')
+    models_torch._save(models_torch.Affine(4, 3), tmp_path, "partial", None,
+                       example=torch.rand(1, 4))
+    with Server(tmp_path, ["--exit-on-error=false"], wait="live") as s:
+        idx = _index(s)
+        for name in ("noconfig", "partial"):
+            reason = idx[name]["reason"]
+            assert idx[name]["state"] == "UNAVAILABLE"
+            assert "does not record data types or dims" in reason, reason
+            assert "forward(x: Tensor) -> Tensor" in reason, reason
+            assert 'input [ { name: "x" data_type: <TYPE>' in reason, reason
+            assert 'output [ { name: "OUTPUT__0" data_type: <TYPE>' in reason, reason
+
+
+def test_disable_auto_complete_skips_the_backend(tmp_path):
+    write_model(tmp_path, "partial", 'backend: "pytorch"\nmax_batch_size: 4\n')
+    models_torch._save(models_torch.Affine(4, 3), tmp_path, "partial", None,
+                       example=torch.rand(1, 4))
+    with Server(tmp_path, ["--exit-on-error=false", "--disable-auto-complete-config"],
+                wait="live") as s:
+        reason = _index(s)["partial"]["reason"]
+        assert "does not record data types" not in reason, reason

@@ -1,0 +1,774 @@
+"""The Python backend: Triton's model.py API, one process per instance, shared memory,
+errors and restarts, BLS, auto-complete, EXECUTION_ENV_PATH, leaks."""
+import json
+import os
+import pathlib
+import signal
+import struct
+import subprocess
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+import requests
+
+from harness import Server, identity_config, write_model
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+WIRE = {"FP32": np.float32, "FP64": np.float64, "INT32": np.int32, "INT64": np.int64,
+        "UINT8": np.uint8, "BOOL": np.bool_, "FP16": np.float16, "INT8": np.int8}
+
+
+def python_model(repo, name, code, config, versions=(1,), files=None):
+    files = dict(files or {})
+    for v in versions:
+        files[f"{v}/model.py"] = textwrap.dedent(code)
+    return write_model(repo, name, config, versions=versions, files=files)
+
+
+def io(name, dtype, dims):
+    return f'{{ name: "{name}" data_type: {dtype} dims: [ {", ".join(map(str, dims))} ] }}'
+
+
+def cfg(name, inputs, outputs, max_batch_size=0, extra=""):
+    return (f'name: "{name}"\nbackend: "python"\nmax_batch_size: {max_batch_size}\n'
+            f'input [ {", ".join(inputs)} ]\noutput [ {", ".join(outputs)} ]\n{extra}\n')
+
+
+def to_bytes_payload(values):
+    return b"".join(struct.pack("<I", len(v)) + v for v in values)
+
+
+def from_bytes_payload(buf):
+    out, pos = [], 0
+    while pos < len(buf):
+        n = struct.unpack_from("<I", buf, pos)[0]
+        out.append(bytes(buf[pos + 4:pos + 4 + n]))
+        pos += 4 + n
+    return out
+
+
+def infer(s, model, inputs, outputs=None, params=None, timeout=60):
+    """Binary-extension request. inputs: {name: (np array or list of bytes, wire type)}.
+    Returns (status code, {name: array} or error text)."""
+    header = {"inputs": [], "outputs": [{"name": o, "parameters": {"binary_data": True}}
+                                        for o in (outputs or [])]}
+    if params:
+        header["parameters"] = params
+    blobs = []
+    for name, (value, wire) in inputs.items():
+        if wire == "BYTES":
+            data = to_bytes_payload(value)
+            shape = [len(value)]
+        else:
+            arr = np.ascontiguousarray(value, dtype=WIRE[wire])
+            data = arr.tobytes()
+            shape = list(arr.shape)
+        header["inputs"].append({"name": name, "shape": shape, "datatype": wire,
+                                 "parameters": {"binary_data_size": len(data)}})
+        blobs.append(data)
+    if not outputs:
+        header["parameters"] = {**(params or {}), "binary_data_output": True}
+    head = json.dumps(header).encode()
+    r = requests.post(f"{s.url}/v2/models/{model}/infer", data=head + b"".join(blobs),
+                      headers={"Inference-Header-Content-Length": str(len(head))},
+                      timeout=timeout)
+    if r.status_code != 200:
+        try:
+            return r.status_code, r.json().get("error", r.text)
+        except ValueError:
+            return r.status_code, r.text
+    hlen = int(r.headers.get("Inference-Header-Content-Length", len(r.content)))
+    rh = json.loads(r.content[:hlen])
+    pos = hlen
+    result = {}
+    for o in rh["outputs"]:
+        size = o["parameters"]["binary_data_size"]
+        raw = r.content[pos:pos + size]
+        pos += size
+        if o["datatype"] == "BYTES":
+            result[o["name"]] = from_bytes_payload(raw)
+        else:
+            result[o["name"]] = np.frombuffer(raw, dtype=WIRE[o["datatype"]]).reshape(o["shape"])
+    result["__parameters__"] = rh.get("parameters", {})
+    return 200, result
+
+
+def ok(pair):
+    code, result = pair
+    assert code == 200, result
+    return result
+
+
+def stubs_of(server_pid):
+    """pids of stub.py processes whose parent is server_pid."""
+    out = []
+    for d in pathlib.Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            cmd = (d / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == server_pid and b"stub.py" in cmd:
+            out.append(int(d.name))
+    return sorted(out)
+
+
+def wait_until(pred, timeout=20, step=0.05):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
+ADD_SUB = """
+import json
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.args = args
+        self.model_config = json.loads(args["model_config"])
+        c = pb_utils.get_output_config_by_name(self.model_config, "OUTPUT0")
+        self.out0_dtype = pb_utils.triton_string_to_numpy(c["data_type"])
+        pb_utils.Logger.log_info("add_sub initialized: " + args["model_instance_name"])
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            in0 = pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy()
+            in1 = pb_utils.get_input_tensor_by_name(request, "INPUT1").as_numpy()
+            out0 = pb_utils.Tensor("OUTPUT0", (in0 + in1).astype(self.out0_dtype))
+            out1 = pb_utils.Tensor("OUTPUT1", (in0 - in1).astype(self.out0_dtype))
+            responses.append(pb_utils.InferenceResponse(output_tensors=[out0, out1]))
+        return responses
+
+    def finalize(self):
+        pb_utils.Logger.log_info("add_sub finalized")
+"""
+
+API = """
+import json
+import os
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.args = args
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            x = pb_utils.get_input_tensor_by_name(request, "X")
+            info = {
+                "args": self.args,
+                "request_id": request.request_id(),
+                "correlation_id": request.correlation_id(),
+                "requested": request.requested_output_names(),
+                "parameters": json.loads(request.parameters()),
+                "flags": request.flags(),
+                "name": x.name(),
+                "shape": x.shape(),
+                "pid": os.getpid(),
+                "n_requests": len(requests),
+                "np_fp32": pb_utils.numpy_to_triton_type(np.float32),
+                "str_fp32": str(pb_utils.triton_string_to_numpy("TYPE_FP32")),
+                "final": pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
+                "writable_view": bool(x.as_numpy().base is not None),
+            }
+            pb_utils.Logger.log_warn("api model saw request " + request.request_id())
+            pb_utils.Logger.log_verbose("verbose line")
+            out = pb_utils.Tensor("INFO", np.array([json.dumps(info).encode()], dtype=np.object_))
+            y = pb_utils.Tensor("Y", x.as_numpy() * 2)
+            responses.append(pb_utils.InferenceResponse(output_tensors=[out, y]))
+        return responses
+"""
+
+
+def api_config(name="api", extra=""):
+    return cfg(name, [io("X", "TYPE_FP32", [-1])],
+               [io("INFO", "TYPE_STRING", [1]), io("Y", "TYPE_FP32", [-1])], extra=extra)
+
+
+def test_add_sub_and_api_surface(tmp_path):
+    python_model(tmp_path, "add_sub", ADD_SUB,
+                 cfg("add_sub", [io("INPUT0", "TYPE_FP32", [4]), io("INPUT1", "TYPE_FP32", [4])],
+                     [io("OUTPUT0", "TYPE_FP32", [4]), io("OUTPUT1", "TYPE_FP32", [4])]))
+    python_model(tmp_path, "api", API, api_config())
+    with Server(tmp_path, wait="ready") as s:
+        a = np.array([1, 2, 3, 4], np.float32)
+        b = np.array([0.5, 0.5, 0.5, 0.5], np.float32)
+        r = ok(infer(s, "add_sub", {"INPUT0": (a, "FP32"), "INPUT1": (b, "FP32")}))
+        np.testing.assert_array_equal(r["OUTPUT0"], a + b)
+        np.testing.assert_array_equal(r["OUTPUT1"], a - b)
+        # Only the requested output comes back.
+        r = ok(infer(s, "add_sub", {"INPUT0": (a, "FP32"), "INPUT1": (b, "FP32")},
+                     outputs=["OUTPUT1"]))
+        assert "OUTPUT0" not in r and "OUTPUT1" in r
+
+        # JSON request with id, parameters; the model sees them.
+        body = {"id": "req-7", "parameters": {"temperature": "hot", "n": 3},
+                "inputs": [{"name": "X", "shape": [3], "datatype": "FP32", "data": [1, 2, 3]}]}
+        resp = requests.post(f"{s.url}/v2/models/api/infer", json=body, timeout=30)
+        assert resp.status_code == 200, resp.text
+        outs = {o["name"]: o for o in resp.json()["outputs"]}
+        info = json.loads(outs["INFO"]["data"][0])
+        assert outs["Y"]["data"] == [2, 4, 6]
+        args = info["args"]
+        assert args["model_name"] == "api" and args["model_version"] == "1"
+        assert args["model_instance_kind"] == "CPU" and args["model_instance_device_id"] == "0"
+        assert args["model_instance_name"].startswith("api")
+        assert pathlib.Path(args["model_repository"]) == tmp_path / "api"
+        assert json.loads(args["model_config"])["name"] == "api"
+        assert json.loads(args["model_config"])["input"][0]["dims"] == [-1]
+        assert info["request_id"] == "req-7"
+        assert info["parameters"]["temperature"] == "hot" and info["parameters"]["n"] == 3
+        assert sorted(info["requested"]) == ["INFO", "Y"]
+        assert info["name"] == "X" and info["shape"] == [3]
+        assert info["np_fp32"] == 11 and "float32" in info["str_fp32"]
+        assert info["final"] == 1
+        assert info["writable_view"]  # the input is a view of shared memory, not a copy
+        assert info["pid"] != s.proc.pid
+        log = s.log()
+        assert "add_sub initialized" in log and "api model saw request req-7" in log
+    assert "add_sub finalized" in s.log()
+
+
+BYTES_ECHO = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            t = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy()
+            assert t.dtype == np.object_, t.dtype
+            out = np.array([x.upper() + b"!" for x in t.reshape(-1)], dtype=np.object_)
+            lens = np.array([len(x) for x in t.reshape(-1)], dtype=np.int32)
+            responses.append(pb_utils.InferenceResponse(
+                [pb_utils.Tensor("UPPER", out), pb_utils.Tensor("LEN", lens)]))
+        return responses
+"""
+
+
+def test_bytes_tensors(tmp_path):
+    python_model(tmp_path, "bytes", BYTES_ECHO,
+                 cfg("bytes", [io("TEXT", "TYPE_STRING", [-1])],
+                     [io("UPPER", "TYPE_STRING", [-1]), io("LEN", "TYPE_INT32", [-1])]))
+    with Server(tmp_path, wait="ready") as s:
+        vals = [b"hello", b"", b"\x00\xffbin", "héllo".encode()]
+        r = ok(infer(s, "bytes", {"TEXT": (vals, "BYTES")}))
+        assert r["UPPER"] == [v.upper() + b"!" for v in vals]
+        assert list(r["LEN"]) == [len(v) for v in vals]
+
+
+BATCH = """
+import numpy as np
+import time
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        time.sleep(0.02)
+        responses = []
+        for request in requests:
+            x = pb_utils.get_input_tensor_by_name(request, "X").as_numpy()
+            n = np.full((x.shape[0], 1), len(requests), dtype=np.int32)
+            responses.append(pb_utils.InferenceResponse(
+                [pb_utils.Tensor("Y", x + 1), pb_utils.Tensor("N", n)]))
+        return responses
+"""
+
+
+def test_dynamic_batcher_delivers_one_execute_call(tmp_path):
+    python_model(tmp_path, "batch", BATCH,
+                 cfg("batch", [io("X", "TYPE_FP32", [2])],
+                     [io("Y", "TYPE_FP32", [2]), io("N", "TYPE_INT32", [1])], max_batch_size=8,
+                     extra="dynamic_batching { max_queue_delay_microseconds: 50000 }"))
+    with Server(tmp_path, wait="ready") as s:
+        results = [None] * 8
+
+        def one(i):
+            x = np.array([[i, i]], np.float32)
+            results[i] = ok(infer(s, "batch", {"X": (x, "FP32")}))
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for i, r in enumerate(results):
+            np.testing.assert_array_equal(r["Y"], [[i + 1, i + 1]])
+        assert max(int(r["N"][0][0]) for r in results) > 1
+
+
+ERRORS = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            x = pb_utils.get_input_tensor_by_name(request, "X").as_numpy()
+            if x[0] == 1:
+                raise ValueError("execute blew up on purpose")
+            if x[0] == 2:
+                responses.append(pb_utils.InferenceResponse(
+                    output_tensors=[], error=pb_utils.TritonError("bad request: x is 2")))
+                continue
+            if x[0] == 3:
+                return [1, 2, 3]
+            if x[0] == 4:
+                responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("Y", x.astype(np.float64))]))
+                continue
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("Y", x)]))
+        return responses
+"""
+
+
+def test_errors_answer_requests_and_model_keeps_serving(tmp_path):
+    python_model(tmp_path, "err", ERRORS,
+                 cfg("err", [io("X", "TYPE_FP32", [1])], [io("Y", "TYPE_FP32", [1])]))
+    python_model(tmp_path, "badinit", """
+        class TritonPythonModel:
+            def initialize(self, args):
+                raise RuntimeError("cannot find weights.bin")
+            def execute(self, requests):
+                return []
+        """, cfg("badinit", [io("X", "TYPE_FP32", [1])], [io("Y", "TYPE_FP32", [1])]))
+    python_model(tmp_path, "syntax", "def broken(:\n",
+                 cfg("syntax", [io("X", "TYPE_FP32", [1])], [io("Y", "TYPE_FP32", [1])]))
+    python_model(tmp_path, "decoupled", ADD_SUB,
+                 cfg("decoupled", [io("X", "TYPE_FP32", [1])], [io("Y", "TYPE_FP32", [1])],
+                     extra="model_transaction_policy { decoupled: true }"))
+    with Server(tmp_path, args=["--exit-on-error=false"], wait="live") as s:
+        wait_until(lambda: requests.get(f"{s.url}/v2/models/err/ready").status_code == 200)
+        code, err = infer(s, "err", {"X": (np.array([1], np.float32), "FP32")})
+        assert code >= 400 and "ValueError: execute blew up on purpose" in err
+        assert "Traceback" in s.log() and "execute blew up on purpose" in s.log()
+        code, err = infer(s, "err", {"X": (np.array([2], np.float32), "FP32")})
+        assert code >= 400 and err == "bad request: x is 2"
+        code, err = infer(s, "err", {"X": (np.array([3], np.float32), "FP32")})
+        assert code >= 400 and "one per request" in err
+        code, err = infer(s, "err", {"X": (np.array([4], np.float32), "FP32")})
+        assert code >= 400 and "FP64" in err and "TYPE_FP32" in err
+        r = ok(infer(s, "err", {"X": (np.array([5], np.float32), "FP32")}))
+        assert r["Y"][0] == 5
+
+        index = {m["name"]: m for m in requests.post(f"{s.url}/v2/repository/index", json={}).json()}
+        assert index["badinit"]["state"] == "UNAVAILABLE"
+        assert "RuntimeError: cannot find weights.bin" in index["badinit"]["reason"]
+        assert "SyntaxError" in index["syntax"]["reason"]
+        assert "not supported yet" in index["decoupled"]["reason"]
+        assert stubs_of(s.proc.pid) and len(stubs_of(s.proc.pid)) == 1  # failed loads left none
+
+
+CRASHY = """
+import os
+import time
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            x = pb_utils.get_input_tensor_by_name(request, "X").as_numpy()
+            if x[0] == -1:
+                os._exit(3)
+            if x[0] == -2:
+                time.sleep(60)
+            responses.append(pb_utils.InferenceResponse(
+                [pb_utils.Tensor("PID", np.array([os.getpid()], dtype=np.int64))]))
+        return responses
+"""
+
+
+def test_crash_restart_and_give_up(tmp_path):
+    python_model(tmp_path, "crashy", CRASHY,
+                 cfg("crashy", [io("X", "TYPE_FP32", [1])], [io("PID", "TYPE_INT64", [1])]))
+    with Server(tmp_path, args=["--model-control-mode=explicit", "--load-model=crashy"],
+                wait="ready") as s:
+        x = {"X": (np.array([0], np.float32), "FP32")}
+        pid1 = int(ok(infer(s, "crashy", x))["PID"][0])
+        # A process killed while idle is replaced; the next request is served.
+        os.kill(pid1, signal.SIGKILL)
+        pid2 = wait_until(lambda: (lambda p: p if p and p != [pid1] else None)(stubs_of(s.proc.pid)))
+        assert pid2 and pid1 not in pid2
+        pid2 = int(ok(infer(s, "crashy", x))["PID"][0])
+        assert pid2 != pid1
+        assert "restarting" in s.log()
+        # A process dying under a request answers it at once with an error.
+        t0 = time.time()
+        code, err = infer(s, "crashy", {"X": (np.array([-1], np.float32), "FP32")})
+        assert code >= 400 and "exited with status 3" in err
+        assert time.time() - t0 < 5
+        # Third death within a minute: no more restarts, requests fail with the reason.
+        wait_until(lambda: stubs_of(s.proc.pid))
+        code, err = infer(s, "crashy", {"X": (np.array([-1], np.float32), "FP32")})
+        assert code >= 400
+        code, err = infer(s, "crashy", x)
+        assert code >= 400 and "died 3 times" in err, err
+        assert stubs_of(s.proc.pid) == []
+        # Loading it again brings it back.
+        requests.post(f"{s.url}/v2/repository/models/crashy/unload", timeout=60)
+        r = requests.post(f"{s.url}/v2/repository/models/crashy/load", timeout=60)
+        assert r.status_code == 200, r.text
+        ok(infer(s, "crashy", x))
+
+
+def test_kill_during_execute_answers_at_once(tmp_path):
+    python_model(tmp_path, "slow", CRASHY,
+                 cfg("slow", [io("X", "TYPE_FP32", [1])], [io("PID", "TYPE_INT64", [1])]))
+    with Server(tmp_path, wait="ready") as s:
+        pid = int(ok(infer(s, "slow", {"X": (np.array([0], np.float32), "FP32")}))["PID"][0])
+        result = {}
+
+        def call():
+            result["r"] = infer(s, "slow", {"X": (np.array([-2], np.float32), "FP32")})
+            result["t"] = time.time()
+
+        th = threading.Thread(target=call)
+        th.start()
+        time.sleep(0.5)  # the request is inside execute(), sleeping
+        os.kill(pid, signal.SIGKILL)
+        t_kill = time.time()
+        th.join(30)
+        code, err = result["r"]
+        assert code >= 400 and "killed by signal 9" in err, err
+        assert result["t"] - t_kill < 2
+        # Restarted: served again by a new process.
+        pid2 = int(ok(infer(s, "slow", {"X": (np.array([0], np.float32), "FP32")}))["PID"][0])
+        assert pid2 != pid
+
+
+def test_no_process_left_after_server_sigkill(tmp_path):
+    python_model(tmp_path, "m", CRASHY,
+                 cfg("m", [io("X", "TYPE_FP32", [1])], [io("PID", "TYPE_INT64", [1])],
+                     extra="instance_group [ { count: 2 kind: KIND_CPU } ]"))
+    s = Server(tmp_path, wait="ready")
+    stubs = stubs_of(s.proc.pid)
+    assert len(stubs) == 2
+    s.stop(signal.SIGKILL)
+    assert wait_until(lambda: not any(pathlib.Path(f"/proc/{p}").exists() and
+                                      "Z" not in (pathlib.Path(f"/proc/{p}/stat").read_text()
+                                                  .rsplit(")", 1)[1].split()[0])
+                                      for p in stubs), timeout=10)
+    # Graceful exit too (finalize runs, processes reaped).
+    s = Server(tmp_path, wait="ready")
+    stubs = stubs_of(s.proc.pid)
+    assert s.stop(signal.SIGTERM) == 0
+    assert not any(pathlib.Path(f"/proc/{p}").exists() for p in stubs)
+
+
+HANGING_FINALIZE = ADD_SUB.replace('pb_utils.Logger.log_info("add_sub finalized")',
+                                   'import time; time.sleep(3600)')
+
+
+def test_finalize_is_bounded(tmp_path):
+    python_model(tmp_path, "hang", HANGING_FINALIZE,
+                 cfg("hang", [io("INPUT0", "TYPE_FP32", [4]), io("INPUT1", "TYPE_FP32", [4])],
+                     [io("OUTPUT0", "TYPE_FP32", [4]), io("OUTPUT1", "TYPE_FP32", [4])]))
+    with Server(tmp_path, args=["--model-control-mode=explicit", "--load-model=hang",
+                                "--backend-config=python,finalize-timeout-seconds=1"],
+                wait="ready") as s:
+        stubs = stubs_of(s.proc.pid)
+        t0 = time.time()
+        r = requests.post(f"{s.url}/v2/repository/models/hang/unload", timeout=60)
+        assert r.status_code == 200
+        assert wait_until(lambda: not any(pathlib.Path(f"/proc/{p}").exists() for p in stubs))
+        assert time.time() - t0 < 10
+        assert "did not return within" in s.log()
+
+
+BLS = """
+import asyncio
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            x = pb_utils.get_input_tensor_by_name(request, "X")
+            target = pb_utils.get_input_tensor_by_name(request, "TARGET").as_numpy()[0].decode()
+            in_name, out_name = {"torch": ("INPUT__0", "OUTPUT__0"),
+                                 "ens": ("EX", "EY"), "missing": ("A", "B")}[target]
+            bls = pb_utils.InferenceRequest(
+                model_name=target if target != "torch" else "torch_affine",
+                requested_output_names=[out_name],
+                inputs=[pb_utils.Tensor(in_name, x.as_numpy().reshape(1, -1) if target == "torch"
+                                        else x.as_numpy())])
+            r = bls.exec()
+            if r.has_error():
+                responses.append(pb_utils.InferenceResponse(
+                    error=pb_utils.TritonError("BLS failed: " + r.error().message())))
+                continue
+            y = pb_utils.get_output_tensor_by_name(r, out_name).as_numpy()
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("Y", y.reshape(-1))]))
+        return responses
+"""
+
+BLS_ASYNC = """
+import asyncio
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    async def execute(self, requests):
+        responses = []
+        for request in requests:
+            x = pb_utils.get_input_tensor_by_name(request, "X").as_numpy()
+            futures = [pb_utils.InferenceRequest(
+                model_name="ens", requested_output_names=["EY"],
+                inputs=[pb_utils.Tensor("EX", x * k)]).async_exec() for k in (1, 2, 3)]
+            results = await asyncio.gather(*futures)
+            ys = [pb_utils.get_output_tensor_by_name(r, "EY").as_numpy() for r in results]
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("Y", sum(ys))]))
+        return responses
+"""
+
+
+def test_bls_to_torchscript_and_ensemble(tmp_path):
+    torch = pytest.importorskip("torch")
+    from models_torch import Affine, _save, config as torch_config, tensor_io
+    module = Affine(4, 3)
+    _save(module, tmp_path, "torch_affine",
+          torch_config("torch_affine", [tensor_io("INPUT__0", "TYPE_FP32", [4])],
+                       [tensor_io("OUTPUT__0", "TYPE_FP32", [3])], max_batch_size=4))
+    write_model(tmp_path, "ident", identity_config("ident", dims="[ 4 ]"))
+    write_model(tmp_path, "ens", f"""
+name: "ens"
+platform: "ensemble"
+max_batch_size: 0
+input [ {io("EX", "TYPE_FP32", [4])} ]
+output [ {io("EY", "TYPE_FP32", [4])} ]
+ensemble_scheduling {{ step [ {{ model_name: "ident" model_version: -1
+  input_map {{ key: "INPUT0" value: "EX" }} output_map {{ key: "OUTPUT0" value: "EY" }} }} ] }}
+""")
+    python_model(tmp_path, "bls", BLS,
+                 cfg("bls", [io("X", "TYPE_FP32", [-1]), io("TARGET", "TYPE_STRING", [1])],
+                     [io("Y", "TYPE_FP32", [-1])]))
+    python_model(tmp_path, "bls_async", BLS_ASYNC,
+                 cfg("bls_async", [io("X", "TYPE_FP32", [4])], [io("Y", "TYPE_FP32", [4])]))
+    with Server(tmp_path, wait="ready") as s:
+        x = np.array([[0.1, -0.2, 0.3, 0.4]], np.float32)
+        r = ok(infer(s, "bls", {"X": (x[0], "FP32"), "TARGET": ([b"torch"], "BYTES")}))
+        with torch.no_grad():
+            want = module(torch.from_numpy(x)).numpy().reshape(-1)
+        np.testing.assert_allclose(r["Y"], want, rtol=1e-5, atol=1e-6)
+        r = ok(infer(s, "bls", {"X": (x[0], "FP32"), "TARGET": ([b"ens"], "BYTES")}))
+        np.testing.assert_array_equal(r["Y"], x[0])
+        code, err = infer(s, "bls", {"X": (x[0], "FP32"), "TARGET": ([b"missing"], "BYTES")})
+        assert code >= 400 and "BLS failed" in err and "missing" in err
+        r = ok(infer(s, "bls_async", {"X": (x[0], "FP32")}))
+        np.testing.assert_allclose(r["Y"], x[0] * 6, rtol=1e-6)
+
+
+AUTO = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    @staticmethod
+    def auto_complete_config(auto_complete_model_config):
+        config = auto_complete_model_config.as_dict()
+        names = [i["name"] for i in config["input"]]
+        if "IN" not in names:
+            auto_complete_model_config.add_input({"name": "IN", "data_type": "TYPE_INT32", "dims": [3]})
+        auto_complete_model_config.add_output({"name": "OUT", "data_type": "TYPE_INT32", "dims": [3]})
+        auto_complete_model_config.set_max_batch_size(4)
+        auto_complete_model_config.set_dynamic_batching()
+        return auto_complete_model_config
+
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor(
+            "OUT", pb_utils.get_input_tensor_by_name(r, "IN").as_numpy() * 10)]) for r in requests]
+"""
+
+
+def test_auto_complete_config(tmp_path):
+    python_model(tmp_path, "auto", AUTO, 'name: "auto"\nbackend: "python"\n')
+    with Server(tmp_path, wait="ready") as s:
+        c = requests.get(f"{s.url}/v2/models/auto/config").json()
+        assert c["max_batch_size"] == 4
+        assert [i["name"] for i in c["input"]] == ["IN"]
+        assert [o["name"] for o in c["output"]] == ["OUT"]
+        assert "dynamic_batching" in c
+        r = ok(infer(s, "auto", {"IN": (np.array([[1, 2, 3]], np.int32), "INT32")}))
+        np.testing.assert_array_equal(r["OUT"], [[10, 20, 30]])
+
+
+def test_execution_env_path(tmp_path):
+    env = tmp_path / "envs" / "myenv" / "lib" / "python3.11" / "site-packages"
+    env.mkdir(parents=True)
+    (env / "flowserve_test_dep.py").write_text("VALUE = 41\n")
+    python_model(tmp_path / "repo", "envm", """
+        import numpy as np
+        import triton_python_backend_utils as pb_utils
+        import flowserve_test_dep
+
+        class TritonPythonModel:
+            def execute(self, requests):
+                return [pb_utils.InferenceResponse([pb_utils.Tensor(
+                    "Y", np.array([flowserve_test_dep.VALUE + 1], np.int32))]) for r in requests]
+        """, cfg("envm", [io("X", "TYPE_FP32", [1])], [io("Y", "TYPE_INT32", [1])],
+                 extra=f'parameters: {{ key: "EXECUTION_ENV_PATH" value: {{ string_value: '
+                       f'"{tmp_path}/envs/myenv" }} }}'))
+    with Server(tmp_path / "repo", wait="ready") as s:
+        r = ok(infer(s, "envm", {"X": (np.array([0], np.float32), "FP32")}))
+        assert r["Y"][0] == 42
+
+
+IDENT = """
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor(
+            "OUTPUT0", pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy())])
+            for r in requests]
+"""
+
+
+def test_large_tensor_round_trip(tmp_path):
+    python_model(tmp_path, "pyid", IDENT,
+                 cfg("pyid", [io("INPUT0", "TYPE_UINT8", [-1])], [io("OUTPUT0", "TYPE_UINT8", [-1])]))
+    with Server(tmp_path, wait="ready", args=["--backend-config=python,shm-default-byte-size=65536"]) as s:
+        for size in (0, 1, 1000, 100_000, 4 << 20, 9 << 20, 3):
+            x = np.random.randint(0, 255, size, dtype=np.uint8)
+            r = ok(infer(s, "pyid", {"INPUT0": (x, "UINT8")}))
+            np.testing.assert_array_equal(r["OUTPUT0"], x)
+
+
+def test_no_leaks_over_requests_and_reloads(tmp_path):
+    python_model(tmp_path, "pyid", IDENT,
+                 cfg("pyid", [io("INPUT0", "TYPE_FP32", [-1])], [io("OUTPUT0", "TYPE_FP32", [-1])]))
+    with Server(tmp_path, args=["--model-control-mode=explicit", "--load-model=pyid"],
+                wait="ready") as s:
+        def snapshot():
+            fds = len(os.listdir(f"/proc/{s.proc.pid}/fd"))
+            maps = pathlib.Path(f"/proc/{s.proc.pid}/maps").read_text().count("flowserve-python")
+            shm = len(os.listdir("/dev/shm"))
+            return fds, maps, shm, len(stubs_of(s.proc.pid))
+
+        sess = requests.Session()
+        small = np.arange(16, dtype=np.float32)
+        big = np.ones(100_000, dtype=np.float32)  # goes through a segment, not inline
+
+        def burst(n):
+            for i in range(n):
+                x = big if i % 10 == 0 else small
+                head = json.dumps({"inputs": [{"name": "INPUT0", "shape": [x.size], "datatype": "FP32",
+                                               "parameters": {"binary_data_size": x.nbytes}}],
+                                   "parameters": {"binary_data_output": True}}).encode()
+                r = sess.post(f"{s.url}/v2/models/pyid/infer", data=head + x.tobytes(),
+                              headers={"Inference-Header-Content-Length": str(len(head))})
+                assert r.status_code == 200
+
+        # The issue's full figures: FLOWSERVE_PY_LEAK_REQUESTS=10000 FLOWSERVE_PY_LEAK_RELOADS=50
+        n_requests = int(os.environ.get("FLOWSERVE_PY_LEAK_REQUESTS", "3000"))
+        n_reloads = int(os.environ.get("FLOWSERVE_PY_LEAK_RELOADS", "20"))
+        burst(200)
+        before = snapshot()
+        burst(n_requests)
+        for _ in range(n_reloads):
+            r = sess.post(f"{s.url}/v2/repository/models/pyid/unload")
+            assert r.status_code == 200
+            r = sess.post(f"{s.url}/v2/repository/models/pyid/load")
+            assert r.status_code == 200, r.text
+            burst(5)
+        wait_until(lambda: snapshot()[3] == 1)
+        after = snapshot()
+        assert after[0] <= before[0] + 2, (before, after)  # fds
+        assert after[1] <= before[1] + 1, (before, after)  # mapped segments
+        assert after[2] <= before[2], (before, after)      # /dev/shm entries
+        assert after[3] == 1, (before, after)              # processes
+
+
+def test_example_digits_image_ensemble(tmp_path):
+    """examples/: the Python decode model chained to digits gives the client-side scores."""
+    import sys
+    sys.path.insert(0, str(ROOT / "examples"))
+    import build_repository
+    from python_models import build_python_models
+    build_repository.build_digits(tmp_path, False)
+    build_repository.write_digit_pngs()  # examples/data/ is made, not checked in
+    build_python_models(tmp_path)
+    with Server(tmp_path, wait="ready") as s:
+        client = ["/usr/bin/python3", str(ROOT / "examples" / "clients" / "classify.py"), "--url", s.url]
+        png = str(ROOT / "examples" / "data" / "digit_3.png")
+        raw = subprocess.run(client + ["--raw", png], capture_output=True, text=True, timeout=60)
+        local = subprocess.run(client + [png], capture_output=True, text=True, timeout=60)
+        assert raw.returncode == 0, raw.stderr
+        assert raw.stdout == local.stdout
+        assert raw.stdout.splitlines()[0].endswith(":3:THREE")
+
+
+def test_backend_config_and_missing_files(tmp_path):
+    python_model(tmp_path, "m", IDENT,
+                 cfg("m", [io("INPUT0", "TYPE_FP32", [-1])], [io("OUTPUT0", "TYPE_FP32", [-1])]))
+    write_model(tmp_path, "nofile", cfg("nofile", [io("INPUT0", "TYPE_FP32", [-1])],
+                                        [io("OUTPUT0", "TYPE_FP32", [-1])]))
+    with Server(tmp_path, args=["--exit-on-error=false",
+                                "--backend-config=python,python-executable=/nonexistent/python3"],
+                wait="live") as s:
+        index = wait_until(lambda: {m["name"]: m for m in requests.post(
+            f"{s.url}/v2/repository/index", json={}).json() if m.get("state")})
+        assert "/nonexistent/python3" in index["m"]["reason"], index
+        assert "model.py" in index["nofile"]["reason"], index
+        assert stubs_of(s.proc.pid) == []
+
+
+def test_grpc_bytes_and_fp32(tmp_path):
+    """The gRPC frontend serves Python outputs (inline and shared-memory ones) too."""
+    import grpc
+    import grpc_stubs
+    pb2, pb2_grpc = grpc_stubs.load()
+    python_model(tmp_path, "bytes", BYTES_ECHO,
+                 cfg("bytes", [io("TEXT", "TYPE_STRING", [-1])],
+                     [io("UPPER", "TYPE_STRING", [-1]), io("LEN", "TYPE_INT32", [-1])]))
+    python_model(tmp_path, "pyid", IDENT,
+                 cfg("pyid", [io("INPUT0", "TYPE_FP32", [-1])], [io("OUTPUT0", "TYPE_FP32", [-1])]))
+    with Server(tmp_path, wait="ready") as s:
+        stub = pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(
+            s.grpc_url, options=[("grpc.max_receive_message_length", 64 << 20),
+                                 ("grpc.max_send_message_length", 64 << 20)]))
+        req = pb2.ModelInferRequest(model_name="bytes")
+        req.inputs.append(pb2.ModelInferRequest.InferInputTensor(name="TEXT", datatype="BYTES",
+                                                                 shape=[2]))
+        req.raw_input_contents.append(to_bytes_payload([b"ab", b"xyz"]))
+        resp = stub.ModelInfer(req, timeout=30)
+        outs = {o.name: i for i, o in enumerate(resp.outputs)}
+        assert from_bytes_payload(resp.raw_output_contents[outs["UPPER"]]) == [b"AB!", b"XYZ!"]
+        for n in (16, 1 << 20):  # inline, then through a pooled segment
+            x = np.arange(n, dtype=np.float32)
+            req = pb2.ModelInferRequest(model_name="pyid")
+            req.inputs.append(pb2.ModelInferRequest.InferInputTensor(name="INPUT0", datatype="FP32",
+                                                                     shape=[n]))
+            req.raw_input_contents.append(x.tobytes())
+            resp = stub.ModelInfer(req, timeout=30)
+            np.testing.assert_array_equal(np.frombuffer(resp.raw_output_contents[0], np.float32), x)
