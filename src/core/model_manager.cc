@@ -151,8 +151,11 @@ Status ModelManager::Sync(const ModelDirectory& dir, const std::string& config_j
     return st;
   };
 
-  auto parsed = config_json.empty() ? LoadModelConfig(dir, options_.strict_model_config)
-                                    : ParseModelConfigJson(config_json, name);
+  auto parsed = config_json.empty()
+                    ? LoadModelConfig(dir, options_.strict_model_config)
+                    : ParseModelConfigJson(
+                          config_json, name,
+                          options_.strict_model_config ? "" : GuessBackendFromFiles(dir.path));
   if (!parsed.ok()) return fail_early(parsed.status());
   auto completed = AutoCompleteModelConfig(parsed.value(), dir, options_);
   if (!completed.ok()) return fail_early(completed.status());

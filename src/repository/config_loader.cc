@@ -25,7 +25,9 @@ constexpr FileBackend kDefaultFiles[] = {
     {"model.graphdef", "tensorflow"}, {"model.py", "python"},
 };
 
-std::string GuessBackend(const std::string& model_dir) {
+}  // namespace
+
+std::string GuessBackendFromFiles(const std::string& model_dir) {
   for (int64_t version : ListVersions(model_dir)) {
     fs::path dir = fs::path(model_dir) / std::to_string(version);
     for (const auto& f : kDefaultFiles) {
@@ -35,6 +37,8 @@ std::string GuessBackend(const std::string& model_dir) {
   }
   return "";
 }
+
+namespace {
 
 Result<std::string> ReadFile(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -63,7 +67,7 @@ Result<std::shared_ptr<inference::ModelConfig>> LoadModelConfig(const ModelDirec
 
   // Without strict_model_config a config may leave the backend to the model file.
   auto parsed = config_internal::ParseModelConfigText(
-      text, source, dir.name, strict_model_config ? "" : GuessBackend(dir.path));
+      text, source, dir.name, strict_model_config ? "" : GuessBackendFromFiles(dir.path));
   if (!parsed.ok()) return parsed.status();
   std::shared_ptr<inference::ModelConfig> config = parsed.value();
 

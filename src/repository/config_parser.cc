@@ -111,13 +111,16 @@ Result<std::shared_ptr<inference::ModelConfig>> ParseModelConfig(const std::stri
 }
 
 Result<std::shared_ptr<inference::ModelConfig>> ParseModelConfigJson(
-    const std::string& json, const std::string& folder_name) {
+    const std::string& json, const std::string& folder_name, const std::string& fallback_backend) {
   auto config = std::make_shared<inference::ModelConfig>();
   const std::string source = "config JSON for '" + folder_name + "'";
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;
   auto st = google::protobuf::util::JsonStringToMessage(json, config.get(), options);
   if (!st.ok()) return InvalidArgument(source + ": " + std::string(st.message()));
+  if (config->backend().empty() && config->platform().empty()) {
+    config->set_backend(fallback_backend);
+  }
   FS_RETURN_IF_ERROR(
       config_internal::NormalizeAndValidateAt(*config, source, folder_name, nullptr));
   return config;

@@ -40,9 +40,13 @@ Result<std::shared_ptr<inference::ModelConfig>> LoadModelConfig(const ModelDirec
 Result<std::shared_ptr<inference::ModelConfig>> ParseModelConfig(const std::string& text,
                                                                  const std::string& source_name,
                                                                  const std::string& folder_name);
-// Parses the JSON form of a config (a load request's `config` override).
+// Parses the JSON form of a config (a load request's `config` override). One that names
+// neither backend nor platform gets `fallback_backend` (the one the model files suggest).
 Result<std::shared_ptr<inference::ModelConfig>> ParseModelConfigJson(
-    const std::string& json, const std::string& folder_name);
+    const std::string& json, const std::string& folder_name,
+    const std::string& fallback_backend = "");
+// The backend a model's files suggest (1/model.onnx: onnxruntime, ...), or "".
+std::string GuessBackendFromFiles(const std::string& model_dir);
 // Fills defaults and validates an already-parsed config.
 Status NormalizeAndValidate(inference::ModelConfig& config, const std::string& source_name,
                             const std::string& folder_name);

@@ -123,3 +123,42 @@ def test_disable_auto_complete_skips_the_backend(tmp_path):
                 wait="live") as s:
         reason = _index(s)["partial"]["reason"]
         assert "does not record data types" not in reason, reason
+
+
+class AddSub(torch.nn.Module):
+    """Triton's `simple` example model: OUTPUT0 = INPUT0 + INPUT1, OUTPUT1 = INPUT0 - INPUT1."""
+
+    def forward(self, a, b):
+        return a + b, a - b
+
+
+def write_onnx_simple(repo):
+    """The `simple` model of tritonclient's examples, as an ONNX file and nothing else."""
+    path = pathlib.Path(repo) / "simple" / "1" / "model.onnx"
+    path.parent.mkdir(parents=True)
+    x = torch.zeros(1, 16, dtype=torch.int32)
+    axes = {n: {0: "batch"} for n in ("INPUT0", "INPUT1", "OUTPUT0", "OUTPUT1")}
+    torch.onnx.export(AddSub(), (x, x), str(path), input_names=["INPUT0", "INPUT1"],
+                      output_names=["OUTPUT0", "OUTPUT1"], dynamic_axes=axes)
+
+
+def test_reload_with_a_partial_config_override_completes_it_from_the_model(tmp_path):
+    """tritonclient's model-control examples reload `simple` with {"max_batch_size":"16"}."""
+    write_onnx_simple(tmp_path)
+    with Server(tmp_path, ["--model-control-mode=explicit", "--load-model=simple"],
+                wait="ready") as s:
+        cfg = requests.get(f"{s.url}/v2/models/simple/config").json()
+        assert cfg["backend"] == "onnxruntime" and cfg["max_batch_size"] == 4
+        assert [(i["name"], i["data_type"], i["dims"]) for i in cfg["input"]] == [
+            ("INPUT0", "TYPE_INT32", [16]), ("INPUT1", "TYPE_INT32", [16])]
+        r = requests.post(f"{s.url}/v2/repository/models/simple/load",
+                          json={"parameters": {"config": '{"max_batch_size":"16"}'}})
+        assert r.status_code == 200, r.text
+        cfg = requests.get(f"{s.url}/v2/models/simple/config").json()
+        assert cfg["max_batch_size"] == 16 and len(cfg["output"]) == 2
+        a = list(range(16))
+        body = {"inputs": [{"name": n, "shape": [1, 16], "datatype": "INT32", "data": a}
+                           for n in ("INPUT0", "INPUT1")]}
+        out = requests.post(f"{s.url}/v2/models/simple/infer", json=body).json()["outputs"]
+        assert {o["name"]: o["data"] for o in out} == {"OUTPUT0": [2 * v for v in a],
+                                                       "OUTPUT1": [0] * 16}

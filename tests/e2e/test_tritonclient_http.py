@@ -161,3 +161,27 @@ def test_explicit_mode_index_and_server_id(tmp_path):
                 ("idle", "READY"), ("loaded", "READY")}
         finally:
             c.close()
+
+
+def test_model_control_example_on_an_onnx_simple(tmp_path):
+    """What tritonclient's simple_http_model_control example does, on an ONNX `simple`
+    that has no config.pbtxt: load, read the completed config, reload with an override."""
+    from test_backend_modules import write_onnx_simple
+    write_onnx_simple(tmp_path)
+    with Server(tmp_path, ["--model-control-mode=explicit"], wait="ready") as s:
+        c = httpclient.InferenceServerClient(url=f"127.0.0.1:{s.http_port}")
+        assert not c.is_model_ready("simple")
+        c.load_model("simple")
+        assert c.is_model_ready("simple")
+        assert c.get_model_config("simple")["max_batch_size"] == 4
+        c.load_model("simple", config='{"max_batch_size":"16"}')
+        assert c.get_model_config("simple")["max_batch_size"] == 16
+        a = np.arange(16, dtype=np.int32).reshape(1, 16)
+        inputs = [httpclient.InferInput(n, [1, 16], "INT32") for n in ("INPUT0", "INPUT1")]
+        for i in inputs:
+            i.set_data_from_numpy(a)
+        res = c.infer("simple", inputs)
+        np.testing.assert_array_equal(res.as_numpy("OUTPUT0"), 2 * a)
+        c.unload_model("simple")
+        assert not c.is_model_ready("simple")
+        c.close()
