@@ -26,6 +26,9 @@ Result<std::shared_ptr<inference::ModelConfig>> AutoCompleteModelConfig(
   ctx.model_dir = dir.path;
   ctx.version_dir = dir.path + "/" + std::to_string(ctx.version);
   ctx.config = completed.get();
+  int instances = 0;
+  for (const auto& g : config->instance_group()) instances += std::max(1, g.count());
+  ctx.total_instance_count = std::max(1, instances);
   auto bc = options.backend_config.find(config->backend());
   if (bc != options.backend_config.end()) ctx.backend_config = bc->second;
   FS_RETURN_IF_ERROR(

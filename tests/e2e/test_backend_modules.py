@@ -145,8 +145,10 @@ def write_onnx_simple(repo):
 def test_reload_with_a_partial_config_override_completes_it_from_the_model(tmp_path):
     """tritonclient's model-control examples reload `simple` with {"max_batch_size":"16"}."""
     write_onnx_simple(tmp_path)
-    with Server(tmp_path, ["--model-control-mode=explicit", "--load-model=simple"],
-                wait="ready") as s:
+    with Server(tmp_path, ["--model-control-mode=explicit", "--load-model=simple",
+                           "--log-verbose=1"], wait="ready") as s:
+        # Reading the tensors opened the session the model then serves with: one open.
+        assert "model 'simple' version 1: serving with the session auto-complete opened" in s.log()
         cfg = requests.get(f"{s.url}/v2/models/simple/config").json()
         assert cfg["backend"] == "onnxruntime" and cfg["max_batch_size"] == 4
         assert [(i["name"], i["data_type"], i["dims"]) for i in cfg["input"]] == [

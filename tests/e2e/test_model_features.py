@@ -161,3 +161,30 @@ def test_warmup_on_a_torchscript_model(tmp_path):
         # The module multiplies by a 4x3 weight: a [8, 5] sample fails inside LibTorch.
         assert idx["wrong"]["state"] == "UNAVAILABLE"
         assert "model_warmup sample 'noise' failed on instance wrong_0" in idx["wrong"]["reason"]
+
+
+class Double(torch.nn.Module):
+    def forward(self, x):
+        return x * 2
+
+
+def test_reshape_on_an_onnx_model_with_fixed_shapes(tmp_path):
+    """The ONNX file takes and returns [2, 2] (batched: [b, 2, 2]); clients speak [4]."""
+    for name, mbs in (("fixed", 0), ("fixed_batched", 4)):
+        path = tmp_path / name / "1" / "model.onnx"
+        path.parent.mkdir(parents=True)
+        example = torch.rand(2, 2) if mbs == 0 else torch.rand(1, 2, 2)
+        axes = {} if mbs == 0 else {"INPUT0": {0: "b"}, "OUTPUT0": {0: "b"}}
+        torch.onnx.export(Double(), example, str(path), input_names=["INPUT0"],
+                          output_names=["OUTPUT0"], dynamic_axes=axes)
+        (tmp_path / name / "config.pbtxt").write_text(f"""
+backend: "onnxruntime"
+max_batch_size: {mbs}
+input [ {{ name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] reshape {{ shape: [ 2, 2 ] }} }} ]
+output [ {{ name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] reshape {{ shape: [ 2, 2 ] }} }} ]
+""")
+    with Server(tmp_path, wait="ready") as s:
+        got = _infer(s, "fixed", np.arange(4, dtype=np.float32))
+        assert got == ([4], [0.0, 2.0, 4.0, 6.0])
+        got = _infer(s, "fixed_batched", np.arange(8, dtype=np.float32).reshape(2, 4))
+        assert got == ([2, 4], [2.0 * v for v in range(8)])

@@ -24,16 +24,12 @@ struct InputSpec {
   std::string name;
   DataType dtype = DataType::kInvalid;
   ONNXTensorElementDataType ort_type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
-  std::optional<std::vector<int64_t>> reshape;  // the model's shape past the batch dim
 };
 
 struct OutputSpec {
   std::string name;
   DataType dtype = DataType::kInvalid;
   ONNXTensorElementDataType ort_type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
-  // With a reshape, what the client sees past the batch dim (the config's dims); empty
-  // when the model's own shape is reported.
-  std::vector<int64_t> reported_dims;
 };
 
 struct PrepackedDeleter {
@@ -121,16 +117,10 @@ class OrtInstance : public BackendInstance {
     }
   }
 
-  // The ORT shape of input `in` over these requests.
-  std::vector<int64_t> InputShape(const InputSpec& in, const Tensor& first, int64_t total_batch,
-                                  size_t parts) const {
-    std::vector<int64_t> shape;
-    if (in.reshape) {
-      if (info_->batching) shape.push_back(total_batch);
-      shape.insert(shape.end(), in.reshape->begin(), in.reshape->end());
-      return shape;
-    }
-    shape = first.shape;
+  // The ORT shape of an input over these requests, from its first part.
+  std::vector<int64_t> InputShape(const Tensor& first, int64_t total_batch, size_t parts) const {
+    // The core applied any `reshape` already: the request's shape is the model's.
+    std::vector<int64_t> shape = first.shape;
     if (parts > 1) shape[0] = total_batch;
     return shape;
   }
@@ -176,7 +166,7 @@ class OrtInstance : public BackendInstance {
         if (const Tensor* t = r->FindInput(in.name)) parts.push_back(t);
       }
       if (parts.empty()) continue;  // an optional input left out: the model's default applies
-      std::vector<int64_t> shape = InputShape(in, *parts[0], total_batch, parts.size());
+      std::vector<int64_t> shape = InputShape(*parts[0], total_batch, parts.size());
       if (in.dtype == DataType::kBytes) {
         in_values.push_back(StringInput(parts, shape));
         in_names.push_back(in.name.c_str());
@@ -253,17 +243,9 @@ class OrtInstance : public BackendInstance {
     if (elements < 0) return Internal("output '" + spec.name + "' has shape " + ShapeString(shape));
     const int64_t per_item = batching ? (total_batch > 0 ? elements / total_batch : 0) : elements;
 
-    std::vector<int64_t> tail;  // the shape past the batch dim, as reported
-    if (!spec.reported_dims.empty()) {
-      if (ElementCount(spec.reported_dims) != per_item) {
-        return Internal("output '" + spec.name + "' has shape " + ShapeString(shape) +
-                        ", which does not reshape to the config dims " +
-                        ShapeString(spec.reported_dims));
-      }
-      tail = spec.reported_dims;
-    } else {
-      tail.assign(shape.begin() + (batching ? 1 : 0), shape.end());
-    }
+    // The model's shape past the batch dim; the core turns it into the config's dims
+    // when the output has a `reshape`.
+    std::vector<int64_t> tail(shape.begin() + (batching ? 1 : 0), shape.end());
 
     auto holder = std::make_shared<Ort::Value>(std::move(value));
     const bool strings = spec.dtype == DataType::kBytes;
@@ -409,17 +391,53 @@ class OnnxRuntimeBackend : public Backend {
       }
       return Status::Ok();
     }
-    auto path = FindModelFile(ctx.version_dir, config.default_model_filename());
-    if (!path.ok()) return path.status();
-    // Only the declared inputs and outputs are wanted: no graph optimization, one thread.
-    OrtOptions light;
-    light.model_path = *path;
-    light.graph_level = GraphLevel::kDisableAll;
-    light.enable_mem_arena = false;
-    auto session = OpenSession(light, nullptr);
+    // Opening a session costs about as much as the load itself (2 s for 100 MB here), so
+    // the session opened to read the tensors is the one the load then serves with, when
+    // the load would open it with the same options.
+    auto options = ResolveOptions(ctx);
+    if (!options.ok()) return options.status();
+    auto session = OpenSession(*options, nullptr);
     if (!session.ok()) return session.status();
     SessionIo io = ReadSessionIo(**session);
-    return CompleteConfig(config, io, *dmbs, *path);
+    FS_RETURN_IF_ERROR(CompleteConfig(config, io, *dmbs, options->model_path));
+    if (!NeedsPrepacked(*options, ctx.total_instance_count)) {
+      std::lock_guard<std::mutex> lock(prepared_mu_);
+      prepared_[options->model_path] =
+          Prepared{*options, FileStamp(options->model_path), std::move(session).value()};
+    }
+    return Status::Ok();
+  }
+
+  static bool NeedsPrepacked(const OrtOptions& o, int instances) {
+    return !o.share_session && instances > 1;
+  }
+
+  static std::string FileStamp(const std::string& path) {
+    std::error_code ec;
+    auto size = std::filesystem::file_size(path, ec);
+    auto time = std::filesystem::last_write_time(path, ec).time_since_epoch().count();
+    return std::to_string(size) + "@" + std::to_string(time);
+  }
+
+  static bool SameSession(const OrtOptions& a, const OrtOptions& b) {
+    return a.model_path == b.model_path && a.intra_op_threads == b.intra_op_threads &&
+           a.inter_op_threads == b.inter_op_threads &&
+           a.parallel_execution == b.parallel_execution && a.graph_level == b.graph_level &&
+           a.enable_mem_arena == b.enable_mem_arena &&
+           a.enable_mem_pattern == b.enable_mem_pattern && a.share_session == b.share_session &&
+           a.session_entries == b.session_entries;
+  }
+
+  // The session auto-complete opened for this file with these options, if any; either
+  // way the slot is emptied, so an unused session lives no longer than the next load.
+  std::shared_ptr<Ort::Session> TakePrepared(const OrtOptions& o) {
+    std::lock_guard<std::mutex> lock(prepared_mu_);
+    auto it = prepared_.find(o.model_path);
+    if (it == prepared_.end()) return nullptr;
+    Prepared p = std::move(it->second);
+    prepared_.erase(it);
+    if (!SameSession(p.options, o) || p.stamp != FileStamp(o.model_path)) return nullptr;
+    return p.session;
   }
 
   Result<std::unique_ptr<BackendModel>> Load(const ModelLoadContext& ctx) {
@@ -431,13 +449,18 @@ class OnnxRuntimeBackend : public Backend {
     info->options = std::move(options).value();
     const std::string& path = info->options.model_path;
 
-    if (!info->options.share_session && ctx.total_instance_count > 1) {
-      OrtPrepackedWeightsContainer* c = nullptr;
-      Ort::ThrowOnError(Ort::GetApi().CreatePrepackedWeightsContainer(&c));
-      info->prepacked.reset(c);
+    Result<std::shared_ptr<Ort::Session>> session = TakePrepared(info->options);
+    if (session.value()) {
+      FS_LOG_VERBOSE(1, "{}: serving with the session auto-complete opened", info->label);
+    } else {
+      if (NeedsPrepacked(info->options, ctx.total_instance_count)) {
+        OrtPrepackedWeightsContainer* c = nullptr;
+        Ort::ThrowOnError(Ort::GetApi().CreatePrepackedWeightsContainer(&c));
+        info->prepacked.reset(c);
+      }
+      session = OpenSession(info->options, info->prepacked.get());
+      if (!session.ok()) return session.status();
     }
-    auto session = OpenSession(info->options, info->prepacked.get());
-    if (!session.ok()) return session.status();
     SessionIo io = ReadSessionIo(**session);
     FS_RETURN_IF_ERROR(CheckConfig(cfg, io, path));
 
@@ -447,8 +470,6 @@ class OnnxRuntimeBackend : public Backend {
       s.name = in.name();
       s.dtype = static_cast<DataType>(in.data_type());
       s.ort_type = *ToOrtType(s.dtype);  // CheckConfig matched it to a model type
-      if (in.has_reshape())
-        s.reshape.emplace(in.reshape().shape().begin(), in.reshape().shape().end());
       info->inputs.push_back(std::move(s));
     }
     for (const auto& out : cfg.output()) {
@@ -456,9 +477,6 @@ class OnnxRuntimeBackend : public Backend {
       s.name = out.name();
       s.dtype = static_cast<DataType>(out.data_type());
       s.ort_type = *ToOrtType(s.dtype);
-      if (out.has_reshape() && ElementCount({out.dims().begin(), out.dims().end()}) >= 0) {
-        s.reported_dims.assign(out.dims().begin(), out.dims().end());
-      }
       info->outputs.push_back(std::move(s));
     }
 
@@ -475,6 +493,14 @@ class OnnxRuntimeBackend : public Backend {
         o.parallel_execution ? "parallel" : "sequential", o.intra_op_threads, sessions);
     return std::unique_ptr<BackendModel>(new OrtModel(info, std::move(session).value()));
   }
+
+  struct Prepared {
+    OrtOptions options;
+    std::string stamp;  // size and mtime of the file it was opened from
+    std::shared_ptr<Ort::Session> session;
+  };
+  std::mutex prepared_mu_;
+  std::map<std::string, Prepared> prepared_;  // by model path
 };
 
 }  // namespace
