@@ -50,33 +50,6 @@ PORT=$(free_port)
 SERVER=$!
 wait_ready "$PORT" "$SERVER" "$WORK/server.log"
 
-# One request body: JSON header + one raw FP32 item. Prints the header length.
-make_body() {  # file input output shape...
-  $PY - "$@" <<'PYEOF'
-import json, sys, numpy as np
-path, inp, out, shape = sys.argv[1], sys.argv[2], sys.argv[3], [1] + [int(d) for d in sys.argv[4:]]
-x = np.random.default_rng(0).random(shape, dtype=np.float32)
-head = json.dumps({"inputs": [{"name": inp, "shape": shape, "datatype": "FP32",
-                               "parameters": {"binary_data_size": x.nbytes}}],
-                   "outputs": [{"name": out, "parameters": {"binary_data": True}}]}).encode()
-open(path, "wb").write(head + x.tobytes())
-print(len(head))
-PYEOF
-}
-
-# "inference_count execution_count" of one model from the statistics extension.
-counts() {
-  curl -sf "http://127.0.0.1:$PORT/v2/models/$1/stats" |
-    $PY -c 'import json,sys; s=json.load(sys.stdin)["model_stats"][0]; print(s["inference_count"], s["execution_count"])'
-}
-
-# wrk -> "req/s p50_ms p99_ms errors". A long timeout: at c=16 a ResNet-50 request waits
-# for the batches ahead of it.
-run_wrk() {  # model concurrency header_len body
-  WRK_BODY_FILE=$4 WRK_HEADER_LENGTH=$3 wrk -t1 -c"$2" -d"${SECS}s" --timeout 60s \
-    -s "$ROOT/bench/wrk_post.lua" "http://127.0.0.1:$PORT/v2/models/$1/infer" |
-    awk '/^RESULT/ { printf "%s %.3f %.3f %d\n", $2, $3 / 1000, $4 / 1000, $5 + $6 }'
-}
 
 # The intra-op threads the server gives the model's one instance: the config's
 # intra_op_thread_count, else every usable core.

@@ -130,6 +130,19 @@ void WriteString(Writer& w, std::string_view s) {
   w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
 }
 
+// Where the stub finds model.py and its environment: the same in every message that
+// imports the model (init, autocomplete).
+void WriteModelLocation(Writer& w, const ModelInfo& info) {
+  w.Key("model_file");
+  WriteString(w, info.model_file);
+  w.Key("version_dir");
+  WriteString(w, info.version_dir);
+  if (!info.env_path.empty()) {
+    w.Key("env_path");
+    WriteString(w, info.env_path);
+  }
+}
+
 std::string ParametersJson(const Parameters& params) {
   return JsonOf([&](Writer& w) {
     w.StartObject();
@@ -783,14 +796,7 @@ class PythonInstance : public BackendInstance {
       w.StartObject();
       w.Key("op");
       w.String("init");
-      w.Key("model_file");
-      WriteString(w, info.model_file);
-      w.Key("version_dir");
-      WriteString(w, info.version_dir);
-      if (!info.env_path.empty()) {
-        w.Key("env_path");
-        WriteString(w, info.env_path);
-      }
+      WriteModelLocation(w, info);
       w.Key("inline_max");
       w.Uint64(info.options.inline_max);
       w.Key("args");
@@ -1019,14 +1025,7 @@ class PythonBackend : public Backend {
       w.StartObject();
       w.Key("op");
       w.String("autocomplete");
-      w.Key("model_file");
-      WriteString(w, info.model_file);
-      w.Key("version_dir");
-      WriteString(w, info.version_dir);
-      if (!info.env_path.empty()) {
-        w.Key("env_path");
-        WriteString(w, info.env_path);
-      }
+      WriteModelLocation(w, info);
       w.Key("config");
       std::string cj = ModelConfigToJson(cfg);
       w.RawValue(cj.data(), cj.size(), rapidjson::kObjectType);
