@@ -10,20 +10,10 @@ BIN=${FLOWSERVE_BIN:-$ROOT/build/flowserve}
 DURATION=${1:-5}
 THREADS=${THREADS:-2}   # flowserve --http-thread-count and nginx worker_processes
 PY=/usr/bin/python3
-for tool in wrk nginx curl; do
-  command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install wrk nginx-light curl)"; exit 1; }
-done
-[ -x "$BIN" ] || { echo "no flowserve binary at $BIN (make build)"; exit 1; }
-
-TMP=$(mktemp -d /tmp/flowserve-bench.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
 . "$ROOT/bench/lib.sh"
+need_tools wrk nginx curl
+[ -x "$BIN" ] || { echo "no flowserve binary at $BIN (make build)"; exit 1; }
+start_workdir
 
 # --- model and request bodies -----------------------------------------------------------
 write_identity_model "$TMP/repo"

@@ -58,3 +58,22 @@ run_wrk() {  # model concurrency header_len body
     -s "$ROOT/bench/wrk_post.lua" "http://127.0.0.1:$PORT/v2/models/$1/infer" |
     awk '/^RESULT/ { printf "%s %.3f %.3f %d\n", $2, $3 / 1000, $4 / 1000, $5 + $6 }'
 }
+
+# need_tools TOOL...: stops with a hint when one is missing (install-deps.sh installs them).
+need_tools() {
+  for t in "$@"; do
+    command -v "$t" >/dev/null || { echo "missing $t (scripts/install-deps.sh)"; exit 1; }
+  done
+}
+
+# start_workdir: TMP, a temporary folder, and PIDS, processes to stop; both go at exit.
+start_workdir() {
+  TMP=$(mktemp -d /tmp/flowserve-bench.XXXXXX)
+  PIDS=()
+  trap cleanup_workdir EXIT
+}
+cleanup_workdir() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$TMP"
+}

@@ -13,20 +13,10 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${FLOWSERVE_BIN:-$ROOT/build/flowserve}
 DURATION=${1:-2}
 PY=/usr/bin/python3
-for tool in wrk curl bc; do
-  command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install wrk curl bc)"; exit 1; }
-done
-[ -x "$BIN" ] || { echo "no flowserve binary at $BIN (make build)"; exit 1; }
-
-TMP=$(mktemp -d /tmp/flowserve-bench.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
 . "$ROOT/bench/lib.sh"
+need_tools wrk curl bc
+[ -x "$BIN" ] || { echo "no flowserve binary at $BIN (make build)"; exit 1; }
+start_workdir
 
 # --- models and request bodies ----------------------------------------------------------------
 # The same config for both but the backend; the dynamic batcher lets concurrent requests

@@ -18,7 +18,7 @@ packages=(
   python3-gevent python3-geventhttpclient python3-rapidjson
   python3-torchvision python3-onnx
   python3-boto3 python3-botocore  # s3 tests: uploads, and the SigV4 reference signer
-  wrk nginx-light prometheus openssl curl
+  wrk nginx-light prometheus openssl curl bc
 )
 if [ "${1:-}" = "--fuzz" ]; then
   # libFuzzer's runtime is in libclang-rt; llvm-14 brings the symbolizer for stack traces.

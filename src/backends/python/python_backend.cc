@@ -130,6 +130,18 @@ void WriteString(Writer& w, std::string_view s) {
   w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
 }
 
+// A tensor's name, type and shape, as the stub reads them in every message ("n", "t", "s").
+void WriteTensorHead(Writer& w, const Tensor& t) {
+  w.Key("n");
+  WriteString(w, t.name);
+  w.Key("t");
+  WriteString(w, DataTypeName(t.dtype));
+  w.Key("s");
+  w.StartArray();
+  for (int64_t d : t.shape) w.Int64(d);
+  w.EndArray();
+}
+
 // Where the stub finds model.py and its environment: the same in every message that
 // imports the model (init, autocomplete).
 void WriteModelLocation(Writer& w, const ModelInfo& info) {
@@ -343,14 +355,7 @@ Status EncodeTensors(const std::vector<const Tensor*>& tensors, size_t inline_ma
     for (size_t i = 0; i < tensors.size(); ++i) {
       const Tensor& t = *tensors[i];
       w.StartObject();
-      w.Key("n");
-      WriteString(w, t.name);
-      w.Key("t");
-      WriteString(w, DataTypeName(t.dtype));
-      w.Key("s");
-      w.StartArray();
-      for (int64_t s : t.shape) w.Int64(s);
-      w.EndArray();
+      WriteTensorHead(w, t);
       w.Key("l");
       w.StartArray();
       if (inline_data) {
@@ -675,14 +680,7 @@ class PythonInstance : public BackendInstance {
           off = AlignUp(off);
           if (t.byte_size) std::memcpy(arena_->data() + off, t.data, t.byte_size);
           w.StartObject();
-          w.Key("n");
-          WriteString(w, t.name);
-          w.Key("t");
-          WriteString(w, DataTypeName(t.dtype));
-          w.Key("s");
-          w.StartArray();
-          for (int64_t s : t.shape) w.Int64(s);
-          w.EndArray();
+          WriteTensorHead(w, t);
           w.Key("l");
           w.StartArray();
           w.String("a");
