@@ -8,8 +8,12 @@
   resnet50  (--resnet50) torchvision's ResNet-50 with random weights, for benchmarks
   resnet50_onnx  (--resnet50) the same ResNet-50 exported to ONNX
   digits_image  an ensemble: a Python model (python_models.py) decodes an image file for digits
+  stylize   an image-to-image network (stylize_model.py) trained here to reproduce a poster
+            style: [3, H, W] FP32 0..255 in and out, any height and width
+  stylize_onnx  the same trained network exported to ONNX with dynamic batch/height/width
 
-Also writes a few digit PNGs from the test split into examples/data/ for the client.
+Also writes a few digit PNGs from the test split and stylize_sample.png into examples/data/
+for the clients.
 A model whose stamp matches this script is not rebuilt, so repeated runs take
 well under a second.
 """
@@ -245,6 +249,13 @@ def write_digit_pngs():
         Image.fromarray(pixels, mode="L").resize((32, 32), Image.NEAREST).save(path)
 
 
+def build_stylize(out, force):
+    import stylize_model
+    stylize_model.build_stylize(out, force, script_stamp, up_to_date, write_stamp)
+    stylize_model.build_stylize_onnx(out, force, script_stamp, up_to_date, write_stamp)
+    stylize_model.write_sample(DATA_DIR)
+
+
 def build_identity(out, force):
     model_dir = out / "identity"
     stamp = script_stamp("identity")
@@ -293,6 +304,7 @@ def main():
         build_resnet50(out, args.force)
         build_resnet50_onnx(out, args.force)
     write_digit_pngs()
+    build_stylize(out, args.force)
     from pipeline_models import build_pipeline  # digits_pipeline: an ensemble feeding digits
     build_pipeline(out, args.force)
     from python_models import build_python_models  # digits_image: Python decode -> digits
