@@ -19,6 +19,7 @@ packages=(
   python3-torchvision python3-onnx
   python3-boto3 python3-botocore  # s3 tests: uploads, and the SigV4 reference signer
   wrk nginx-light prometheus openssl curl bc
+  chromium  # the web console's browser tests (tests/e2e/test_console.py), driven headless
 )
 if [ "${1:-}" = "--fuzz" ]; then
   # libFuzzer's runtime is in libclang-rt; llvm-14 brings the symbolizer for stack traces.
@@ -32,10 +33,12 @@ for p in "${packages[@]}"; do
   fi
 done
 
-# npm only fetches onnxruntime-node's tarball (scripts/fetch-onnxruntime.sh); a machine
-# whose Node.js already brings npm needs no Debian one.
-if [ "${1:-}" != "--fuzz" ] && ! command -v npm >/dev/null; then
-  missing+=(npm)
+# Node.js and npm build the web console (web/console) and install the browser tests'
+# driver (tests/browser); npm also fetches onnxruntime-node's tarball. A machine whose
+# Node.js already brings npm needs no Debian one.
+if [ "${1:-}" != "--fuzz" ]; then
+  if ! command -v node >/dev/null; then missing+=(nodejs); fi
+  if ! command -v npm >/dev/null; then missing+=(npm); fi
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then

@@ -78,6 +78,7 @@ int ParseFlags(int argc, char** argv, Flags& f, CLI::App& app) {
   app.add_option("--allow-http", f.allow_http);
   app.add_option("--http-port", f.http.port)->check(CLI::Range(0, 65535));
   app.add_option("--http-address", f.http.address);
+  app.add_option("--allow-console", f.http.console, "Serve the web console under /console/");
   app.add_option("--http-thread-count", f.http.thread_count)->check(CLI::PositiveNumber);
   app.add_option("--http-max-input-size", f.http.max_input_size)->check(CLI::PositiveNumber);
   app.add_option("--http-max-header-size", f.http.max_header_size)->check(CLI::PositiveNumber);

@@ -25,6 +25,7 @@ struct HttpOptions {
   int request_timeout_secs = 30;        // from a request's first byte to its last
   int max_connections = 0;              // 0 = no limit
   std::shared_ptr<const ApiAuth> auth;  // null: every API open
+  bool console = true;                  // the web console under /console/ (--allow-console)
 };
 
 class HttpServer {

@@ -9,6 +9,7 @@
 #include "common/blocking_worker.h"
 #include "common/logging.h"
 #include "core/server.h"
+#include "frontends/http/console_assets.h"
 #include "frontends/http/infer_codec.h"
 #include "frontends/http/model_json.h"
 #include "repository/model_repository.h"
@@ -117,10 +118,13 @@ std::optional<HttpReply> CheckAccess(const ApiAuth& auth, const HttpRequest& req
 
 class Router {
  public:
-  explicit Router(InferenceServer* server) : server_(server) {}
+  Router(InferenceServer* server, bool console) : server_(server) {
+    if (console) console_ = ConsoleFacts{server->options().model_control_mode, Clock::now()};
+  }
   void Stop() { worker_.Stop(); }
 
   void Handle(const HttpRequest& req, HttpRespond respond) {
+    if (console_ && IsConsolePath(req.path())) return respond(ConsoleReply(req, *console_));
     std::vector<std::string> seg;
     seg.reserve(8);
     if (!SplitPath(req.path(), &seg)) {
@@ -284,7 +288,9 @@ class Router {
     }
   }
 
+  using Clock = std::chrono::steady_clock;
   InferenceServer* server_;
+  std::optional<ConsoleFacts> console_;  // unset: --allow-console=false
   BlockingWorker worker_;
 };
 
@@ -310,7 +316,7 @@ KServeHttp MakeKServeHttp(InferenceServer* server, const HttpOptions& options) {
   if (options.auth && options.auth->active()) {
     lo.precheck = [auth = options.auth](const HttpRequest& req) { return CheckAccess(*auth, req); };
   }
-  auto router = std::make_shared<Router>(server);
+  auto router = std::make_shared<Router>(server, options.console);
   out.handler = [router](const HttpRequest& req, HttpRespond respond) {
     router->Handle(req, std::move(respond));
   };

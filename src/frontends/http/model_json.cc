@@ -4,6 +4,7 @@
 #include <rapidjson/error/en.h>
 
 #include "core/request_limits.h"
+#include "core/statistics.h"
 #include "frontends/http/json_util.h"
 #include "model_config.pb.h"
 
@@ -118,6 +119,36 @@ std::string ModelMetadataJson(const ModelVersion& model, const std::vector<int64
   return s;
 }
 
+// Not in Triton's statistics: the latency histograms the metrics endpoint exports, so
+// that a client of this port alone (the web console) can tell percentiles. Cumulative
+// counts per upper bound in ms, the last for +Inf; a histogram turned off is left out.
+static void WriteLatencyHistograms(JsonWriter& w, const ModelStatistics& st) {
+  WriteKey(w, "latency_histograms");
+  w.StartObject();
+  const std::pair<const char*, LatencyKind> kinds[] = {{"request", LatencyKind::kRequest},
+                                                       {"queue", LatencyKind::kQueue},
+                                                       {"compute_infer", LatencyKind::kCompute}};
+  const LatencyHistogram* hists[] = {&st.request_histogram, &st.queue_histogram,
+                                     &st.compute_histogram};
+  for (size_t k = 0; k < 3; ++k) {
+    const HistogramBuckets* buckets = LatencyHistogramBuckets(kinds[k].second);
+    if (!buckets) continue;
+    LatencyHistogram::Snapshot snap = hists[k]->Read(*buckets);
+    WriteKey(w, kinds[k].first);
+    w.StartObject();
+    WriteKey(w, "bounds_ms");
+    w.StartArray();
+    for (double b : buckets->bounds_ms) w.Double(b);
+    w.EndArray();
+    WriteKey(w, "cumulative");
+    w.StartArray();
+    for (uint64_t c : snap.cumulative) w.Uint64(c);
+    w.EndArray();
+    w.EndObject();
+  }
+  w.EndObject();
+}
+
 std::string ModelStatsJson(const std::vector<std::shared_ptr<ModelVersion>>& models) {
   std::string s;
   StringOut out{&s};
@@ -149,6 +180,7 @@ std::string ModelStatsJson(const std::vector<std::shared_ptr<ModelVersion>>& mod
     WriteDuration(w, "cache_hit", st.cache_hit);
     WriteDuration(w, "cache_miss", st.cache_miss);
     w.EndObject();
+    WriteLatencyHistograms(w, st);
     WriteKey(w, "response_stats");
     w.StartObject();
     w.EndObject();
