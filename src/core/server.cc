@@ -6,21 +6,25 @@
 #include "core/model_manager.h"
 #include "core/repository_poller.h"
 #include "core/scheduler.h"
+#include "core/shared_memory_registry.h"
 
 namespace flowserve {
 
 const std::vector<std::string>& ServerExtensions() {
-  // Only what answers over both HTTP and gRPC: shared memory, sequence batching and
-  // tracing (HTTP has no /v2/trace/setting yet) are left out until they do.
+  // Only what answers over both HTTP and gRPC (system shared memory does); sequence
+  // batching and tracing (HTTP has no /v2/trace/setting yet) are left out until they do.
   static const std::vector<std::string> kExtensions = {
-      "classification",  "model_repository",    "model_repository(unload_dependents)",
-      "schedule_policy", "model_configuration", "binary_tensor_data",
-      "parameters",      "statistics",          "logging"};
+      "classification",      "model_repository",    "model_repository(unload_dependents)",
+      "schedule_policy",     "model_configuration", "binary_tensor_data",
+      "parameters",          "statistics",          "logging",
+      "system_shared_memory"};
   return kExtensions;
 }
 
 InferenceServer::InferenceServer(const ServerOptions& options)
-    : options_(options), manager_(std::make_unique<ModelManager>(options)) {}
+    : options_(options),
+      manager_(std::make_unique<ModelManager>(options)),
+      shared_memory_(std::make_unique<SharedMemoryRegistry>()) {}
 
 InferenceServer::~InferenceServer() {
   stopped_ = true;

@@ -17,6 +17,7 @@ namespace flowserve {
 
 class ModelManager;
 class RepositoryPoller;
+class SharedMemoryRegistry;
 
 struct ModelIndexEntry {
   std::string name;
@@ -64,12 +65,16 @@ class InferenceServer {
   bool WaitForIdle(std::chrono::steady_clock::time_point deadline) const;
   int64_t InFlight() const { return in_flight_.load(); }
 
+  // Registered system shared memory regions (Triton's system_shared_memory extension).
+  SharedMemoryRegistry& shared_memory() const { return *shared_memory_; }
+
  private:
   explicit InferenceServer(const ServerOptions& options);
 
   ServerOptions options_;
   std::unique_ptr<ModelManager> manager_;
   std::unique_ptr<RepositoryPoller> poller_;  // poll mode only
+  std::unique_ptr<SharedMemoryRegistry> shared_memory_;
   std::atomic<bool> shutting_down_{false};
   std::atomic<bool> stopped_{false};
   std::atomic<int64_t> in_flight_{0};

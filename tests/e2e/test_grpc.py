@@ -392,21 +392,19 @@ def test_malformed_requests(stub):
     expect_error(lambda: stub.ModelInfer(missing_version), grpc.StatusCode.NOT_FOUND)
 
 
-def test_shared_memory_rpcs_unimplemented(stub):
-    calls = [
-        lambda: stub.SystemSharedMemoryStatus(pb2.SystemSharedMemoryStatusRequest()),
-        lambda: stub.SystemSharedMemoryRegister(pb2.SystemSharedMemoryRegisterRequest(
-            name="r", key="/k", byte_size=16)),
-        lambda: stub.SystemSharedMemoryUnregister(pb2.SystemSharedMemoryUnregisterRequest()),
-        lambda: stub.CudaSharedMemoryStatus(pb2.CudaSharedMemoryStatusRequest()),
-        lambda: stub.CudaSharedMemoryRegister(pb2.CudaSharedMemoryRegisterRequest(name="r")),
-        lambda: stub.CudaSharedMemoryUnregister(pb2.CudaSharedMemoryUnregisterRequest()),
-    ]
-    for call in calls:
-        expect_error(call, grpc.StatusCode.UNIMPLEMENTED, "shared memory")
+def test_shared_memory_rpcs_answer(stub):
+    # The full coverage is in test_shared_memory.py; here: the RPCs are served.
+    stub.SystemSharedMemoryStatus(pb2.SystemSharedMemoryStatusRequest())
+    expect_error(lambda: stub.SystemSharedMemoryRegister(pb2.SystemSharedMemoryRegisterRequest(
+        name="r", key="/flowserve-no-such-key", byte_size=16)), grpc.StatusCode.INVALID_ARGUMENT,
+        "No such file")
+    expect_error(lambda: stub.CudaSharedMemoryRegister(pb2.CudaSharedMemoryRegisterRequest(
+        name="r")), grpc.StatusCode.INVALID_ARGUMENT, "GPUs not supported")
     req = infer_request("id_fp32", np.ones(1, np.float32))
     req.inputs[0].parameters["shared_memory_region"].string_param = "r"
-    expect_error(lambda: stub.ModelInfer(req), grpc.StatusCode.INVALID_ARGUMENT, "shared memory")
+    req.inputs[0].parameters["shared_memory_byte_size"].int64_param = 4
+    del req.raw_input_contents[:]
+    expect_error(lambda: stub.ModelInfer(req), grpc.StatusCode.NOT_FOUND, "'r'")
 
 
 # ---- concurrency and streaming --------------------------------------------------------------

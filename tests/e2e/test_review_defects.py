@@ -12,6 +12,7 @@ import json
 import socket
 import struct
 import time
+from multiprocessing import shared_memory
 
 import grpc
 import numpy as np
@@ -140,11 +141,28 @@ def http_probes(s):
     def logging():
         ok(requests.get(s.url + "/v2/logging", timeout=10))
 
+    def system_shared_memory():
+        region = shared_memory.SharedMemory(create=True, size=8)
+        try:
+            region.buf[:8] = struct.pack("<2f", 1.0, 2.0)
+            ok(requests.post(s.url + "/v2/systemsharedmemory/region/probe/register",
+                             json={"key": "/" + region.name, "byte_size": 8}, timeout=10))
+            header = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [2],
+                                  "parameters": {"shared_memory_region": "probe",
+                                                 "shared_memory_byte_size": 8}}]}
+            assert ok(http_infer(s, "m", header)).json()["outputs"][0]["data"] == [1.0, 2.0]
+            ok(requests.post(s.url + "/v2/systemsharedmemory/region/probe/unregister",
+                             timeout=10))
+        finally:
+            region.close()
+            region.unlink()
+
     return {"classification": classification, "model_repository": repository,
             "model_repository(unload_dependents)": unload_dependents,
             "schedule_policy": schedule_policy, "model_configuration": model_configuration,
             "binary_tensor_data": binary_tensor_data, "parameters": parameters,
-            "statistics": statistics, "logging": logging}
+            "statistics": statistics, "logging": logging,
+            "system_shared_memory": system_shared_memory}
 
 
 def grpc_probes(stub):
@@ -191,11 +209,30 @@ def grpc_probes(stub):
     def logging():
         stub.LogSettings(pb2.LogSettingsRequest(), timeout=10)
 
+    def system_shared_memory():
+        region = shared_memory.SharedMemory(create=True, size=8)
+        try:
+            region.buf[:8] = struct.pack("<2f", 1.0, 2.0)
+            stub.SystemSharedMemoryRegister(pb2.SystemSharedMemoryRegisterRequest(
+                name="probe", key="/" + region.name, byte_size=8), timeout=10)
+            req = pb2.ModelInferRequest(model_name="m")
+            t = req.inputs.add(name="INPUT0", datatype="FP32", shape=[2])
+            t.parameters["shared_memory_region"].string_param = "probe"
+            t.parameters["shared_memory_byte_size"].int64_param = 8
+            resp = stub.ModelInfer(req, timeout=10)
+            assert resp.raw_output_contents[0] == struct.pack("<2f", 1.0, 2.0)
+            stub.SystemSharedMemoryUnregister(
+                pb2.SystemSharedMemoryUnregisterRequest(name="probe"), timeout=10)
+        finally:
+            region.close()
+            region.unlink()
+
     return {"classification": classification, "model_repository": repository,
             "model_repository(unload_dependents)": unload_dependents,
             "schedule_policy": schedule_policy, "model_configuration": model_configuration,
             "binary_tensor_data": binary_tensor_data, "parameters": parameters,
-            "statistics": statistics, "logging": logging}
+            "statistics": statistics, "logging": logging,
+            "system_shared_memory": system_shared_memory}
 
 
 def test_every_advertised_extension_answers(tmp_path):

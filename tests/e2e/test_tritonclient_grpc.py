@@ -103,8 +103,8 @@ def test_errors(client):
         client.infer("id_fp32", [make_input(np.ones(2, np.int32))])
     assert e.value.status() == "StatusCode.INVALID_ARGUMENT" and "INPUT0" in e.value.message()
     with pytest.raises(InferenceServerException) as e:
-        client.get_system_shared_memory_status()
-    assert e.value.status() == "StatusCode.UNIMPLEMENTED"
+        client.unregister_system_shared_memory("never-registered")
+    assert e.value.status() == "StatusCode.NOT_FOUND"
 
 
 GRPC_STATUS = {400: "StatusCode.INVALID_ARGUMENT", 404: "StatusCode.NOT_FOUND"}

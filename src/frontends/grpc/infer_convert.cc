@@ -201,14 +201,49 @@ Status FromTypedContents(const ModelInferRequest::InferInputTensor& in,
   }
 }
 
-Status SharedMemoryUnsupported(const std::string& what) {
-  return InvalidArgument(what + ": shared memory is not supported by this server yet");
+// Reads Triton's shared memory tensor parameters; false when the tensor names no region.
+Result<bool> ReadSharedMemoryRef(const google::protobuf::Map<std::string, InferParameter>& params,
+                                 const std::string& what, SharedMemoryRef* ref) {
+  auto region = params.find("shared_memory_region");
+  auto offset = params.find("shared_memory_offset");
+  auto size = params.find("shared_memory_byte_size");
+  if (region == params.end()) {
+    if (offset != params.end() || size != params.end()) {
+      return InvalidArgument(what +
+                             ": shared_memory_offset or shared_memory_byte_size given without "
+                             "shared_memory_region");
+    }
+    return false;
+  }
+  if (region->second.parameter_choice_case() != InferParameter::kStringParam) {
+    return InvalidArgument(what + ": parameter 'shared_memory_region' must be a string");
+  }
+  ref->region = region->second.string_param();
+  if (size == params.end()) {
+    return InvalidArgument(what +
+                           ": parameter 'shared_memory_byte_size' is required with "
+                           "shared_memory_region");
+  }
+  auto n = UnsignedParam(size->second, "shared_memory_byte_size");
+  if (!n.ok()) return n.status().WithContext(what + ": ");
+  ref->byte_size = *n;
+  if (offset != params.end()) {
+    auto o = UnsignedParam(offset->second, "shared_memory_offset");
+    if (!o.ok()) return o.status().WithContext(what + ": ");
+    ref->offset = *o;
+  }
+  return true;
+}
+
+Status NoSharedMemory(const std::string& what) {
+  return Unavailable(what + ": system shared memory is not available on this endpoint");
 }
 
 }  // namespace
 
 Status ToInferenceRequest(const ModelInferRequest& msg, const std::shared_ptr<const void>& owner,
-                          InferenceRequest* out) {
+                          InferenceRequest* out, const SharedMemoryRegistry* shared_memory,
+                          std::vector<SharedMemoryOutput>* shm_outputs) {
   out->model_name = msg.model_name();
   auto version = ParseModelVersion(msg.model_version());
   if (!version.ok()) return version.status();
@@ -236,9 +271,9 @@ Status ToInferenceRequest(const ModelInferRequest& msg, const std::shared_ptr<co
   out->inputs.reserve(msg.inputs_size());
   for (int i = 0; i < msg.inputs_size(); ++i) {
     const auto& in = msg.inputs(i);
-    if (in.parameters().contains("shared_memory_region")) {
-      return SharedMemoryUnsupported("input '" + in.name() + "'");
-    }
+    SharedMemoryRef shm;
+    auto in_shm = ReadSharedMemoryRef(in.parameters(), "input '" + in.name() + "'", &shm);
+    if (!in_shm.ok()) return in_shm.status();
     Tensor& t = out->inputs.emplace_back();
     t.name = in.name();
     t.dtype = DataTypeFromName(in.datatype());
@@ -251,7 +286,20 @@ Status ToInferenceRequest(const ModelInferRequest& msg, const std::shared_ptr<co
                              std::to_string(kMaxTensorRank) + " are supported");
     }
     t.shape.assign(in.shape().begin(), in.shape().end());
-    if (raw_count != 0) {
+    if (*in_shm) {
+      if (in.has_contents() || (raw_count != 0 && !msg.raw_input_contents(i).empty())) {
+        return InvalidArgument("input '" + in.name() +
+                               "': has shared_memory_region and also contents; send one");
+      }
+      for (int64_t d : t.shape) {
+        if (d < 0) {
+          return InvalidArgument("input '" + in.name() + "': shape " + ShapeString(t.shape) +
+                                 " has a negative dimension");
+        }
+      }
+      if (shared_memory == nullptr) return NoSharedMemory("input '" + in.name() + "'");
+      FS_RETURN_IF_ERROR(BindSharedMemoryInput(*shared_memory, shm, t));
+    } else if (raw_count != 0) {
       if (in.has_contents()) {
         return InvalidArgument("input '" + in.name() +
                                "': contents and raw_input_contents cannot both be used");
@@ -275,16 +323,33 @@ Status ToInferenceRequest(const ModelInferRequest& msg, const std::shared_ptr<co
         if (!n.ok()) return n.status();
         if (*n > UINT32_MAX) return InvalidArgument("parameter 'classification' is too large");
         r.classification = static_cast<uint32_t>(*n);
-      } else if (key == "shared_memory_region") {
-        return SharedMemoryUnsupported("output '" + o.name() + "'");
       }
       // binary_data and the like are HTTP notions: gRPC outputs are always raw.
+    }
+    SharedMemoryRef shm;
+    auto in_shm = ReadSharedMemoryRef(o.parameters(), "output '" + o.name() + "'", &shm);
+    if (!in_shm.ok()) return in_shm.status();
+    if (*in_shm) {
+      if (r.classification > 0) {
+        return InvalidArgument("output '" + o.name() +
+                               "': classification cannot be written to shared memory");
+      }
+      if (shared_memory == nullptr || shm_outputs == nullptr) {
+        return NoSharedMemory("output '" + o.name() + "'");
+      }
+      auto reserved = ReserveSharedMemoryOutput(*shared_memory, o.name(), shm);
+      if (!reserved.ok()) return reserved.status();
+      shm_outputs->push_back(std::move(reserved).value());
     }
   }
   return Status::Ok();
 }
 
-void ToModelInferResponse(const InferenceResponse& response, inference::ModelInferResponse* out) {
+namespace {
+
+void FillResponse(const InferenceResponse& response,
+                  const std::vector<SharedMemoryOutput>* shm_outputs,
+                  inference::ModelInferResponse* out) {
   out->set_model_name(response.model_name);
   out->set_model_version(std::to_string(response.model_version));
   out->set_id(response.id);
@@ -307,14 +372,33 @@ void ToModelInferResponse(const InferenceResponse& response, inference::ModelInf
         value);
   }
   out->mutable_outputs()->Reserve(static_cast<int>(response.outputs.size()));
+  bool any_inline = response.outputs.empty();
   for (const Tensor& t : response.outputs) {
     auto* o = out->add_outputs();
     o->set_name(t.name);
     o->set_datatype(std::string(DataTypeName(t.dtype)));
     o->mutable_shape()->Add(t.shape.begin(), t.shape.end());
     std::string* raw = out->add_raw_output_contents();
+    if (shm_outputs != nullptr && FindSharedMemoryOutput(*shm_outputs, t.name)) continue;
+    any_inline = true;
     if (t.byte_size > 0) raw->assign(t.data, t.byte_size);
   }
+  // Every output in shared memory: no raw contents at all.
+  if (!any_inline) out->clear_raw_output_contents();
+}
+
+}  // namespace
+
+void ToModelInferResponse(const InferenceResponse& response, inference::ModelInferResponse* out) {
+  FillResponse(response, nullptr, out);
+}
+
+Status ToModelInferResponse(const InferenceResponse& response,
+                            const std::vector<SharedMemoryOutput>& shm_outputs,
+                            inference::ModelInferResponse* out) {
+  if (!shm_outputs.empty()) FS_RETURN_IF_ERROR(WriteSharedMemoryOutputs(shm_outputs, response));
+  FillResponse(response, shm_outputs.empty() ? nullptr : &shm_outputs, out);
+  return Status::Ok();
 }
 
 }  // namespace flowserve::grpc_frontend

@@ -96,7 +96,9 @@ grpc::ServerUnaryReactor* HandleModelInfer(InferenceServer* server,
   NoteRequestFrom(std::hash<std::string>{}(context->peer()));
   auto core_request = std::make_unique<InferenceRequest>();
   std::shared_ptr<const void> owner = InferMessagePool::Owner(context->GetRpcAllocatorState());
-  Status st = ToInferenceRequest(*request, owner, core_request.get());
+  std::vector<SharedMemoryOutput> shm_outputs;
+  Status st = ToInferenceRequest(*request, owner, core_request.get(), &server->shared_memory(),
+                                 &shm_outputs);
   if (!st.ok()) {
     reactor->Finish(ToGrpcStatus(st));
     return reactor;
@@ -107,13 +109,10 @@ grpc::ServerUnaryReactor* HandleModelInfer(InferenceServer* server,
   // Finish makes the reference count itself order these writes before the pair's
   // Clear() and reuse, instead of relying only on grpc's hand-off of the finished call.
   core_request->on_complete =
-      [reactor, response, owner = std::move(owner)](std::unique_ptr<InferenceResponse> r) mutable {
-        if (!r->status.ok()) {
-          reactor->Finish(ToGrpcStatus(r->status));
-        } else {
-          ToModelInferResponse(*r, response);
-          reactor->Finish(grpc::Status::OK);
-        }
+      [reactor, response, owner = std::move(owner),
+       shm_outputs = std::move(shm_outputs)](std::unique_ptr<InferenceResponse> r) mutable {
+        Status done = r->status.ok() ? ToModelInferResponse(*r, shm_outputs, response) : r->status;
+        reactor->Finish(done.ok() ? grpc::Status::OK : ToGrpcStatus(done));
         owner.reset();
       };
   server->Infer(std::move(core_request));
@@ -180,7 +179,9 @@ class StreamInferReactor
   void Submit(std::shared_ptr<ModelInferRequest> msg) {
     NoteRequestFrom(reinterpret_cast<uintptr_t>(this));
     auto request = std::make_unique<InferenceRequest>();
-    Status st = ToInferenceRequest(*msg, msg, request.get());
+    std::vector<SharedMemoryOutput> shm_outputs;
+    Status st =
+        ToInferenceRequest(*msg, msg, request.get(), &server_->shared_memory(), &shm_outputs);
     if (!st.ok()) {
       Push(ErrorResponse(*msg, st));
       return;
@@ -194,15 +195,19 @@ class StreamInferReactor
     }
     refs_.fetch_add(1, std::memory_order_relaxed);
     request->on_complete = [this, final_flag, id = msg->id(), model = msg->model_name(),
-                            version = msg->model_version()](std::unique_ptr<InferenceResponse> r) {
+                            version = msg->model_version(), shm_outputs = std::move(shm_outputs)](
+                               std::unique_ptr<InferenceResponse> r) {
       auto out = std::make_unique<ModelStreamInferResponse>();
-      if (r->status.ok()) {
+      Status done = r->status;
+      if (done.ok()) {
         ModelInferResponse* infer = out->mutable_infer_response();
-        ToModelInferResponse(*r, infer);
+        done = ToModelInferResponse(*r, shm_outputs, infer);
         if (final_flag)
           (*infer->mutable_parameters())["triton_final_response"].set_bool_param(true);
-      } else {
-        FillError(out.get(), r->status, id, model, version);
+      }
+      if (!done.ok()) {
+        out = std::make_unique<ModelStreamInferResponse>();
+        FillError(out.get(), done, id, model, version);
       }
       Push(std::move(out));
       {

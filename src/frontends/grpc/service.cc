@@ -4,6 +4,7 @@
 
 #include "common/datatype.h"
 #include "core/server.h"
+#include "frontends/grpc/shared_memory_rpc.h"
 #include "model_config.pb.h"
 
 namespace flowserve::grpc_frontend {
@@ -77,12 +78,6 @@ Result<std::shared_ptr<ModelVersion>> Lookup(const InferenceServer& server, cons
   auto v = ParseModelVersion(version);
   if (!v.ok()) return v.status();
   return server.GetModel(name, *v);
-}
-
-Status Unsupported(const char* what) {
-  return Unimplemented(std::string(what) +
-                       " shared memory is not supported by this server yet; send tensors in "
-                       "the request instead");
 }
 
 }  // namespace
@@ -307,40 +302,41 @@ grpc::ServerUnaryReactor* Service::RepositoryModelUnload(Ctx* ctx,
   return reactor;
 }
 
-// ---- shared memory (not yet) --------------------------------------------------------
+// ---- shared memory (logic in shared_memory_rpc.cc) -----------------------------------
 
-grpc::ServerUnaryReactor* Service::SystemSharedMemoryStatus(Ctx* ctx,
-                                                            const SystemSharedMemoryStatusRequest*,
-                                                            SystemSharedMemoryStatusResponse*) {
+grpc::ServerUnaryReactor* Service::SystemSharedMemoryStatus(
+    Ctx* ctx, const SystemSharedMemoryStatusRequest* req, SystemSharedMemoryStatusResponse* resp) {
   FS_AUTHORIZE(ctx, ApiGroup::kSharedMemory);
-  return FinishNow(ctx, Unsupported("system"));
+  return FinishNow(ctx,
+                   grpc_frontend::SystemSharedMemoryStatus(server_->shared_memory(), *req, resp));
 }
 grpc::ServerUnaryReactor* Service::SystemSharedMemoryRegister(
-    Ctx* ctx, const SystemSharedMemoryRegisterRequest*, SystemSharedMemoryRegisterResponse*) {
+    Ctx* ctx, const SystemSharedMemoryRegisterRequest* req, SystemSharedMemoryRegisterResponse*) {
   FS_AUTHORIZE(ctx, ApiGroup::kSharedMemory);
-  return FinishNow(ctx, Unsupported("system"));
+  return FinishNow(ctx, grpc_frontend::SystemSharedMemoryRegister(server_->shared_memory(), *req));
 }
 grpc::ServerUnaryReactor* Service::SystemSharedMemoryUnregister(
-    Ctx* ctx, const SystemSharedMemoryUnregisterRequest*, SystemSharedMemoryUnregisterResponse*) {
+    Ctx* ctx, const SystemSharedMemoryUnregisterRequest* req,
+    SystemSharedMemoryUnregisterResponse*) {
   FS_AUTHORIZE(ctx, ApiGroup::kSharedMemory);
-  return FinishNow(ctx, Unsupported("system"));
+  return FinishNow(ctx,
+                   grpc_frontend::SystemSharedMemoryUnregister(server_->shared_memory(), *req));
 }
 grpc::ServerUnaryReactor* Service::CudaSharedMemoryStatus(Ctx* ctx,
-                                                          const CudaSharedMemoryStatusRequest*,
+                                                          const CudaSharedMemoryStatusRequest* req,
                                                           CudaSharedMemoryStatusResponse*) {
   FS_AUTHORIZE(ctx, ApiGroup::kSharedMemory);
-  return FinishNow(ctx, Unsupported("CUDA"));
+  return FinishNow(ctx, grpc_frontend::CudaSharedMemoryStatus(*req));
 }
-grpc::ServerUnaryReactor* Service::CudaSharedMemoryRegister(Ctx* ctx,
-                                                            const CudaSharedMemoryRegisterRequest*,
-                                                            CudaSharedMemoryRegisterResponse*) {
+grpc::ServerUnaryReactor* Service::CudaSharedMemoryRegister(
+    Ctx* ctx, const CudaSharedMemoryRegisterRequest* req, CudaSharedMemoryRegisterResponse*) {
   FS_AUTHORIZE(ctx, ApiGroup::kSharedMemory);
-  return FinishNow(ctx, Unsupported("CUDA"));
+  return FinishNow(ctx, grpc_frontend::CudaSharedMemoryRegister(*req));
 }
 grpc::ServerUnaryReactor* Service::CudaSharedMemoryUnregister(
-    Ctx* ctx, const CudaSharedMemoryUnregisterRequest*, CudaSharedMemoryUnregisterResponse*) {
+    Ctx* ctx, const CudaSharedMemoryUnregisterRequest* req, CudaSharedMemoryUnregisterResponse*) {
   FS_AUTHORIZE(ctx, ApiGroup::kSharedMemory);
-  return FinishNow(ctx, Unsupported("CUDA"));
+  return FinishNow(ctx, grpc_frontend::CudaSharedMemoryUnregister(*req));
 }
 
 }  // namespace flowserve::grpc_frontend

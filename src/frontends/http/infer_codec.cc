@@ -277,6 +277,45 @@ Status ParseShape(const Value& input, Tensor& tensor) {
   return Status::Ok();
 }
 
+// Reads Triton's shared memory tensor parameters; false when the tensor names no region.
+Result<bool> ParseSharedMemoryRef(const Value& params, const std::string& what,
+                                  SharedMemoryRef* ref) {
+  auto region = params.FindMember("shared_memory_region");
+  auto offset = params.FindMember("shared_memory_offset");
+  auto size = params.FindMember("shared_memory_byte_size");
+  if (region == params.MemberEnd()) {
+    if (offset != params.MemberEnd() || size != params.MemberEnd()) {
+      return Bad(what +
+                 ": shared_memory_offset or shared_memory_byte_size given without "
+                 "shared_memory_region");
+    }
+    return false;
+  }
+  if (!region->value.IsString()) {
+    return Bad(what + ": parameters.shared_memory_region must be a string, got a JSON " +
+               JsonTypeName(region->value));
+  }
+  ref->region = std::string(Str(region->value));
+  if (size == params.MemberEnd()) {
+    return Bad(what + ": parameters.shared_memory_byte_size is required with shared_memory_region");
+  }
+  if (!size->value.IsUint64()) {
+    return Bad(what + ": parameters.shared_memory_byte_size must be a non-negative integer");
+  }
+  ref->byte_size = size->value.GetUint64();
+  if (offset != params.MemberEnd()) {
+    if (!offset->value.IsUint64()) {
+      return Bad(what + ": parameters.shared_memory_offset must be a non-negative integer");
+    }
+    ref->offset = offset->value.GetUint64();
+  }
+  return true;
+}
+
+Status NoSharedMemory(const std::string& what) {
+  return Unavailable(what + ": system shared memory is not available on this endpoint");
+}
+
 }  // namespace
 
 bool InferReplyFormat::IsBinary(const std::string& output) const {
@@ -342,7 +381,8 @@ bool HasNumberBelowDoubleRange(std::string_view text) {
 
 Result<std::unique_ptr<InferenceRequest>> ParseInferRequest(
     const std::shared_ptr<std::string>& body, std::string_view header_length_field,
-    const std::string& model_name, int64_t model_version, InferReplyFormat* format) {
+    const std::string& model_name, int64_t model_version, InferReplyFormat* format,
+    const SharedMemoryRegistry* shared_memory) {
   std::string& buf = *body;
   size_t header_length = buf.size();
   if (!header_length_field.empty()) {
@@ -448,6 +488,8 @@ Result<std::unique_ptr<InferenceRequest>> ParseInferRequest(
     }
 
     const Value* binary_size = nullptr;
+    SharedMemoryRef shm;
+    bool in_shm = false;
     if (auto p = input.FindMember("parameters"); p != input.MemberEnd()) {
       if (!p->value.IsObject()) {
         return Bad("input '" + tensor.name + "': 'parameters' must be an object");
@@ -455,9 +497,19 @@ Result<std::unique_ptr<InferenceRequest>> ParseInferRequest(
       if (auto b = p->value.FindMember("binary_data_size"); b != p->value.MemberEnd()) {
         binary_size = &b->value;
       }
+      auto found = ParseSharedMemoryRef(p->value, "input '" + tensor.name + "'", &shm);
+      if (!found.ok()) return found.status();
+      in_shm = *found;
     }
     auto data_it = input.FindMember("data");
-    if (binary_size != nullptr) {
+    if (in_shm) {
+      if (data_it != input.MemberEnd() || binary_size != nullptr) {
+        return Bad("input '" + tensor.name +
+                   "': has shared_memory_region and also 'data' or binary_data_size; send one");
+      }
+      if (shared_memory == nullptr) return NoSharedMemory("input '" + tensor.name + "'");
+      FS_RETURN_IF_ERROR(BindSharedMemoryInput(*shared_memory, shm, tensor));
+    } else if (binary_size != nullptr) {
       if (data_it != input.MemberEnd()) {
         return Bad("input '" + tensor.name +
                    "': has both 'data' and parameters.binary_data_size; send one");
@@ -549,6 +601,19 @@ Result<std::unique_ptr<InferenceRequest>> ParseInferRequest(
                        "': parameters.classification must be a positive integer");
           }
           requested.classification = c->value.GetUint();
+        }
+        SharedMemoryRef shm;
+        auto found = ParseSharedMemoryRef(p->value, "output '" + requested.name + "'", &shm);
+        if (!found.ok()) return found.status();
+        if (*found) {
+          if (requested.classification > 0) {
+            return Bad("output '" + requested.name +
+                       "': classification cannot be written to shared memory");
+          }
+          if (shared_memory == nullptr) return NoSharedMemory("output '" + requested.name + "'");
+          auto reserved = ReserveSharedMemoryOutput(*shared_memory, requested.name, shm);
+          if (!reserved.ok()) return reserved.status();
+          format->shm_outputs.push_back(std::move(reserved).value());
         }
       }
       request->outputs.push_back(std::move(requested));
@@ -710,6 +775,10 @@ void WriteParameters(JsonWriter& w, const Parameters& params) {
 HttpReply SerializeInferResponse(const InferenceResponse& response,
                                  const InferReplyFormat& format) {
   if (!response.status.ok()) return ErrorReply(response.status);
+  if (!format.shm_outputs.empty()) {
+    Status st = WriteSharedMemoryOutputs(format.shm_outputs, response);
+    if (!st.ok()) return ErrorReply(st);
+  }
   HttpReply reply;
   size_t estimate = 128;
   for (const auto& t : response.outputs) estimate += 64 + t.name.size() + t.byte_size * 3;
@@ -742,7 +811,9 @@ HttpReply SerializeInferResponse(const InferenceResponse& response,
     w.StartArray();
     for (int64_t d : t.shape) w.Int64(d);
     w.EndArray();
-    if (format.IsBinary(t.name)) {
+    if (!format.shm_outputs.empty() && FindSharedMemoryOutput(format.shm_outputs, t.name)) {
+      // Written into the region already: no data here, as Triton answers.
+    } else if (format.IsBinary(t.name)) {
       WriteKey(w, "parameters");
       w.StartObject();
       WriteKey(w, "binary_data_size");

@@ -11,6 +11,7 @@
 #include "common/status.h"
 #include "core/inference_request.h"
 #include "core/inference_response.h"
+#include "core/shared_memory_io.h"
 #include "frontends/http/http_listener.h"
 
 namespace flowserve {
@@ -22,6 +23,8 @@ struct InferReplyFormat {
   bool binary_data_output = false;  // request parameter: the default for every output
   // Outputs that set parameters.binary_data themselves.
   std::vector<std::pair<std::string, bool>> binary_override;
+  // Outputs to write into system shared memory; the reply carries no data for them.
+  std::vector<SharedMemoryOutput> shm_outputs;
 
   bool IsBinary(const std::string& output) const;
 };
@@ -30,12 +33,15 @@ struct InferReplyFormat {
 // Inference-Header-Content-Length header; empty = the whole body) are JSON. The JSON is
 // parsed in place and binary inputs point into `body`, which the tensors keep alive.
 // Every malformed request is an InvalidArgument naming the tensor and what was wrong.
+// Tensors naming a shared memory region resolve it in `shared_memory` (null: refused).
 Result<std::unique_ptr<InferenceRequest>> ParseInferRequest(
     const std::shared_ptr<std::string>& body, std::string_view header_length_field,
-    const std::string& model_name, int64_t model_version, InferReplyFormat* format);
+    const std::string& model_name, int64_t model_version, InferReplyFormat* format,
+    const SharedMemoryRegistry* shared_memory = nullptr);
 
 // JSON outputs inline; binary ones as chunks referencing the output tensors (no copy),
-// announced by the Inference-Header-Content-Length header.
+// announced by the Inference-Header-Content-Length header. Shared memory outputs are
+// written into their regions first and reported by name, datatype and shape only.
 HttpReply SerializeInferResponse(const InferenceResponse& response, const InferReplyFormat& format);
 
 // {"error": message} with the status' HTTP code.

@@ -12,6 +12,7 @@
 #include "frontends/http/console_assets.h"
 #include "frontends/http/infer_codec.h"
 #include "frontends/http/model_json.h"
+#include "frontends/http/shared_memory_routes.h"
 #include "repository/model_repository.h"
 
 namespace flowserve {
@@ -148,6 +149,9 @@ class Router {
     if (area == "models") return Models(req, seg, get, post, std::move(respond));
     if (area == "repository") return Repository(req, seg, post, std::move(respond));
     if (area == "logging" && seg.size() == 2) return Logging(req, get, post, std::move(respond));
+    if (area == "systemsharedmemory" || area == "cudasharedmemory") {
+      return respond(HandleSharedMemoryRoute(server_->shared_memory(), req, seg));
+    }
     respond(NotFoundReply());
   }
 
@@ -221,7 +225,7 @@ class Router {
     }
     InferReplyFormat format;
     auto parsed = ParseInferRequest(req.body(), req.header("Inference-Header-Content-Length"), name,
-                                    version, &format);
+                                    version, &format, &server_->shared_memory());
     if (!parsed.ok()) {
       return respond(ErrorReply(parsed.status().WithContext("model '" + name + "': ")));
     }
