@@ -17,6 +17,7 @@ namespace flowserve {
 
 class ModelManager;
 class RepositoryPoller;
+class ResponseCache;
 
 struct ModelIndexEntry {
   std::string name;
@@ -63,6 +64,8 @@ class InferenceServer {
   // be interrupted). True when everything was answered before the deadline.
   bool WaitForIdle(std::chrono::steady_clock::time_point deadline) const;
   int64_t InFlight() const { return in_flight_.load(); }
+  // The --cache-config cache; null when the server has none.
+  const ResponseCache* response_cache() const;
 
  private:
   explicit InferenceServer(const ServerOptions& options);
