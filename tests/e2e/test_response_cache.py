@@ -357,24 +357,62 @@ def test_a_response_larger_than_the_cache_is_not_stored_and_evicts_nothing(small
     assert metric(after, "nv_cache_num_evictions") == metric(before, "nv_cache_num_evictions")
 
 
-def test_ensemble_caches_its_own_top_level_responses(tmp_path):
-    write_model(tmp_path, "step", identity_config("step"))
-    write_model(tmp_path, "ens", f"""
-name: "ens"
+def ensemble(name, step, extra=""):
+    return f"""
+name: "{name}"
 platform: "ensemble"
 max_batch_size: 0
 input [ {{ name: "INPUT0" data_type: TYPE_FP32 dims: [ -1 ] }} ]
 output [ {{ name: "OUTPUT0" data_type: TYPE_FP32 dims: [ -1 ] }} ]
-ensemble_scheduling {{ step [ {{ model_name: "step" model_version: -1
+ensemble_scheduling {{ step [ {{ model_name: "{step}" model_version: -1
   input_map {{ key: "INPUT0" value: "INPUT0" }} output_map {{ key: "OUTPUT0" value: "OUTPUT0" }} }} ] }}
-{CACHED}
-""")
+{extra}
+"""
+
+
+def test_ensembles_and_their_composing_models_each_use_their_own_setting(tmp_path):
+    write_model(tmp_path, "step", identity_config("step"))
+    write_model(tmp_path, "ens", ensemble("ens", "step", CACHED))
+    write_model(tmp_path, "cached_step", cached_identity("cached_step"))
+    write_model(tmp_path, "ens_plain", ensemble("ens_plain", "cached_step"))
     with Server(tmp_path, ["--cache-config=local,size=65536"], wait="ready") as s:
+        # A cached ensemble: the hit never reaches its (uncached) composing model.
         assert infer(s, "ens", [3.0, 1.0])["outputs"][0]["data"] == [3.0, 1.0]
         assert infer(s, "ens", [3.0, 1.0])["outputs"][0]["data"] == [3.0, 1.0]
-        assert executions(s, "step") == 1  # the hit never reached the composing model
+        assert executions(s, "step") == 1
         st = model_stats(s, "ens")["inference_stats"]
         assert st["cache_hit"]["count"] == 1 and st["cache_miss"]["count"] == 1
+        # An uncached ensemble over a cached model: the step is answered from the cache.
+        assert infer(s, "ens_plain", [2.0])["outputs"][0]["data"] == [2.0]
+        assert infer(s, "ens_plain", [2.0])["outputs"][0]["data"] == [2.0]
+        assert executions(s, "cached_step") == 1
+        assert model_stats(s, "ens_plain")["inference_stats"]["cache_hit"]["count"] == 0
+        assert model_stats(s, "cached_step")["inference_stats"]["cache_hit"]["count"] == 1
+        assert model_stats(s, "ens_plain")["inference_stats"]["success"]["count"] == 2
+
+
+def test_a_reloaded_model_never_serves_the_previous_load_s_answers(tmp_path):
+    write_model(tmp_path, "cached", cached_identity("cached"))
+    args = ["--cache-config=local,size=65536", "--model-control-mode=explicit",
+            "--load-model=cached"]
+    with Server(tmp_path, args, wait="ready") as s:
+        infer(s, "cached", [8.0])
+        infer(s, "cached", [8.0])
+        assert executions(s, "cached") == 1
+        config = {"name": "cached", "backend": "identity", "max_batch_size": 0,
+                  "input": [{"name": "INPUT0", "data_type": "TYPE_FP32", "dims": [-1]}],
+                  "output": [{"name": "OUTPUT0", "data_type": "TYPE_FP32", "dims": [-1]}],
+                  "parameters": {"changed": {"string_value": "yes"}},
+                  "response_cache": {"enable": True}}
+        r = requests.post(f"{s.url}/v2/repository/models/cached/load",
+                          json={"parameters": {"config": json.dumps(config)}}, timeout=30)
+        assert r.status_code == 200, r.text
+        infer(s, "cached", [8.0])  # same request, new load: runs (a miss), then hits
+        infer(s, "cached", [8.0])
+        st = model_stats(s, "cached")
+        assert st["execution_count"] == 1
+        assert st["inference_stats"]["cache_miss"]["count"] == 1
+        assert st["inference_stats"]["cache_hit"]["count"] == 1
 
 
 def test_a_model_that_enables_the_cache_on_a_server_without_one_loads_uncached(tmp_path):
