@@ -209,6 +209,7 @@ Status ModelManager::Sync(const ModelDirectory& dir, const std::string& config_j
   Status result;
   for (int64_t v : to_load) {
     auto mv = std::make_shared<ModelVersion>(name, v, cfg, dir.path);
+    mv->SetResponseCache(response_cache_);
     FS_LOG_INFO("loading: {}:{}", name, v);
     Status st;
     if (ensemble) {

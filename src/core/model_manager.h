@@ -23,6 +23,7 @@ class ModelConfig;
 namespace flowserve {
 
 struct ModelDirectory;
+class ResponseCache;
 struct RepositoryScan;
 namespace storage {
 class RepositorySources;
@@ -46,6 +47,11 @@ class ModelManager {
   // One rescan in poll mode: loads what was added or changed, unloads what is gone.
   void Poll();
   void UnloadAll();
+  // The server's response cache (null: none), given to every version loaded after.
+  void SetResponseCache(std::shared_ptr<ResponseCache> cache) {
+    response_cache_ = std::move(cache);
+  }
+  const std::shared_ptr<ResponseCache>& response_cache() const { return response_cache_; }
 
   // Resolves the request's model and queues it; when the version found began draining
   // in between (a reload or unload won the race) it retries on the successor. Answers
@@ -106,6 +112,7 @@ class ModelManager {
   std::map<std::string, ModelEntry> models_;
   std::mutex ops_mu_;
   std::map<std::string, std::shared_ptr<std::mutex>> op_locks_;
+  std::shared_ptr<ResponseCache> response_cache_;
 };
 
 }  // namespace flowserve

@@ -2,6 +2,7 @@
 
 #include "backends/backend.h"
 #include "common/logging.h"
+#include "core/cached_inference.h"
 #include "core/ensemble_scheduler.h"
 #include "core/model_warmup.h"
 #include "core/request_validator.h"
@@ -128,8 +129,24 @@ Status ModelVersion::LoadEnsemble(const EnsembleEnvironment& env) {
   return Status::Ok();
 }
 
+void ModelVersion::SetResponseCache(std::shared_ptr<ResponseCache> cache) {
+  if (!config_->response_cache().enable()) return;
+  const std::string refusal = ResponseCacheRefusal(*config_, cache != nullptr);
+  if (!refusal.empty()) {
+    FS_LOG_WARNING("model '{}' version {} enables response_cache, but it is not used: {}", name_,
+                   version_, refusal);
+    return;
+  }
+  static std::atomic<uint64_t> generations{0};
+  response_cache_ = std::move(cache);
+  cache_generation_ = ++generations;
+}
+
 Status ModelVersion::Enqueue(std::unique_ptr<InferenceRequest>& request) {
   FS_RETURN_IF_ERROR(ValidateRequest(*this, *request));
+  if (response_cache_) {
+    return EnqueueThroughCache(*this, *response_cache_, cache_generation_, *executor_, request);
+  }
   return executor_->Enqueue(request);
 }
 

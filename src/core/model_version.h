@@ -20,6 +20,7 @@ namespace flowserve {
 
 struct InferenceRequest;
 struct EnsembleEnvironment;
+class ResponseCache;
 
 // Runs a loaded version's validated requests: a backend's instances behind a
 // Scheduler, or an ensemble's step graph. Backends never see the second kind.
@@ -53,6 +54,11 @@ class ModelVersion {
   // Labels of an output that has label_filename, else nullptr.
   const std::vector<std::string>* Labels(const std::string& output_name) const;
 
+  // Before Load: answers identical requests from `cache` (may be null: the server has
+  // none) when the config enables response_cache and the model can be cached.
+  void SetResponseCache(std::shared_ptr<ResponseCache> cache);
+  bool response_cache_active() const { return response_cache_ != nullptr; }
+
   // Loads labels, the backend model and its instances, and starts the scheduler.
   Status Load(const std::map<std::string, std::map<std::string, std::string>>& backend_config,
               std::function<void(std::unique_ptr<InferenceRequest>)> dispatch);
@@ -80,6 +86,8 @@ class ModelVersion {
   std::unique_ptr<ModelExecutor> executor_;
   std::atomic<bool> draining_{false};
   bool has_reshape_ = false;
+  std::shared_ptr<ResponseCache> response_cache_;
+  uint64_t cache_generation_ = 0;
 };
 
 }  // namespace flowserve

@@ -5,6 +5,7 @@
 #include "common/logging.h"
 #include "core/model_manager.h"
 #include "core/repository_poller.h"
+#include "core/response_cache.h"
 #include "core/scheduler.h"
 #include "core/shared_memory_registry.h"
 
@@ -41,7 +42,10 @@ Result<std::unique_ptr<InferenceServer>> InferenceServer::Create(const ServerOpt
     return InvalidArgument("--model-control-mode must be none, poll or explicit, not '" + mode +
                            "'");
   }
+  auto cache = CreateResponseCache(options.cache_config);
+  if (!cache.ok()) return cache.status();
   std::unique_ptr<InferenceServer> server(new InferenceServer(options));
+  server->manager_->SetResponseCache(std::move(cache).value());
   FS_RETURN_IF_ERROR(server->manager_->LoadStartupModels());
   if (mode == "poll") {
     if (options.repository_poll_secs > 0) {
@@ -58,6 +62,10 @@ Result<std::unique_ptr<InferenceServer>> InferenceServer::Create(const ServerOpt
 bool InferenceServer::IsReady() const {
   if (shutting_down_.load() || stopped_.load()) return false;
   return !options_.strict_readiness || manager_->AllReady();
+}
+
+const ResponseCache* InferenceServer::response_cache() const {
+  return manager_->response_cache().get();
 }
 
 bool InferenceServer::AnyModelFailed() const { return manager_->AnyFailed(); }

@@ -18,6 +18,7 @@ namespace flowserve {
 class ModelManager;
 class RepositoryPoller;
 class SharedMemoryRegistry;
+class ResponseCache;
 
 struct ModelIndexEntry {
   std::string name;
@@ -64,6 +65,8 @@ class InferenceServer {
   // be interrupted). True when everything was answered before the deadline.
   bool WaitForIdle(std::chrono::steady_clock::time_point deadline) const;
   int64_t InFlight() const { return in_flight_.load(); }
+  // The --cache-config cache; null when the server has none.
+  const ResponseCache* response_cache() const;
 
   // Registered system shared memory regions (Triton's system_shared_memory extension).
   SharedMemoryRegistry& shared_memory() const { return *shared_memory_; }

@@ -23,6 +23,8 @@ struct ServerOptions {
   std::string server_id = "triton";
   // --backend-config=<backend>,<key>=<value>
   std::map<std::string, std::map<std::string, std::string>> backend_config;
+  // --cache-config=<cache>,<key>=<value> entries, as given (the core validates them).
+  std::vector<std::string> cache_config;
 };
 
 }  // namespace flowserve

@@ -33,6 +33,7 @@ struct Flags {
   } grpc;
 #endif
   std::vector<std::string> backend_config;
+  uint64_t response_cache_byte_size = 0;
   std::string backend_directory;
   std::string grpc_server_cert, grpc_server_key, grpc_root_cert;
   bool grpc_use_ssl = false, grpc_use_ssl_mutual = false;
@@ -71,6 +72,11 @@ int ParseFlags(int argc, char** argv, Flags& f, CLI::App& app) {
       ->check(CLI::PositiveNumber);
   app.add_option("--id", s.server_id, "Server identifier, reported as the name in server metadata");
   app.add_option("--backend-config", f.backend_config, "<backend>,<key>=<value>");
+  app.add_option("--cache-config", s.cache_config,
+                 "<cache>,<key>=<value>: the response cache, e.g. local,size=1048576");
+  app.add_option("--response-cache-byte-size", f.response_cache_byte_size,
+                 "Deprecated form of --cache-config=local,size=<bytes>")
+      ->check(CLI::NonNegativeNumber);
   f.backend_directory = DefaultBackendDirectory();
   app.add_option("--backend-directory", f.backend_directory,
                  "Where backend modules are found: <dir>/<backend>/libflowserve_<backend>.so");
@@ -171,6 +177,9 @@ Status ApplyFlags(Flags& f, CLI::App& app) {
     }
     f.server.backend_config[entry.substr(0, comma)][entry.substr(comma + 1, eq - comma - 1)] =
         entry.substr(eq + 1);
+  }
+  if (f.response_cache_byte_size > 0) {
+    f.server.cache_config.push_back("local,size=" + std::to_string(f.response_cache_byte_size));
   }
   SetBackendDirectory(f.backend_directory);
   for (const char* name : kCpuOnlyFlags) {

@@ -3,6 +3,7 @@
 #include <charconv>
 #include <functional>
 
+#include "core/response_cache.h"
 #include "core/server.h"
 #include "frontends/http/http_listener.h"
 #include "frontends/metrics/metrics_settings.h"
@@ -60,6 +61,16 @@ class Exposition {
     PerModel(name, [&](const ModelVersion& m) { return std::to_string(get(m)); });
   }
 
+  // A counter only for the model versions `where` selects.
+  void CounterWhere(const char* name, const char* help,
+                    const std::function<bool(const ModelVersion&)>& where,
+                    const std::function<uint64_t(const ModelVersion&)>& get) {
+    Family(name, "counter", help);
+    for (const auto& m : models_) {
+      if (where(*m)) out_ += std::string(name) + Labels(*m) + "} " + std::to_string(get(*m)) + "\n";
+    }
+  }
+
   void Histogram(const char* name, const char* help, LatencyKind kind,
                  const LatencyHistogram ModelStatistics::*member) {
     const HistogramBuckets* b = LatencyHistogramBuckets(kind);
@@ -97,6 +108,40 @@ class Exposition {
 };
 
 uint64_t Us(const DurationStat& d) { return d.ns.load(std::memory_order_relaxed) / 1000; }
+
+// Triton's response cache families: the cache's own gauges, and per model (only those
+// that use the cache) hit and miss counts and times in microseconds.
+void RenderCacheMetrics(Exposition& x, const ResponseCache& cache) {
+  const ResponseCache::Counters c = cache.Read();
+  x.Single("nv_cache_num_entries", "gauge", "Number of responses stored in response cache",
+           std::to_string(c.entries));
+  x.Single("nv_cache_num_lookups", "gauge", "Number of cache lookups in response cache",
+           std::to_string(c.lookups));
+  x.Single("nv_cache_num_hits", "gauge", "Number of cache hits in response cache",
+           std::to_string(c.hits));
+  x.Single("nv_cache_num_misses", "gauge", "Number of cache misses in response cache",
+           std::to_string(c.misses));
+  x.Single("nv_cache_num_evictions", "gauge", "Number of cache evictions in response cache",
+           std::to_string(c.evictions));
+  x.Single("nv_cache_lookup_duration", "gauge",
+           "Total cache lookup duration (hit and miss), in microseconds",
+           std::to_string(c.lookup_ns / 1000));
+  x.Single("nv_cache_insertion_duration", "gauge",
+           "Total cache insertion duration, in microseconds", std::to_string(c.insert_ns / 1000));
+  x.Single("nv_cache_util", "gauge", "Cache utilization [0.0 - 1.0]",
+           Number(c.capacity_bytes ? static_cast<double>(c.used_bytes) / c.capacity_bytes : 0.0));
+  auto uses_cache = [](const ModelVersion& m) { return m.response_cache_active(); };
+  x.CounterWhere("nv_cache_num_hits_per_model", "Number of cache hits per model", uses_cache,
+                 [](const ModelVersion& m) { return m.stats().cache_hit.count.load(); });
+  x.CounterWhere("nv_cache_num_misses_per_model", "Number of cache misses per model", uses_cache,
+                 [](const ModelVersion& m) { return m.stats().cache_miss.count.load(); });
+  x.CounterWhere("nv_cache_hit_duration_per_model",
+                 "Total cache hit duration per model, in microseconds", uses_cache,
+                 [](const ModelVersion& m) { return Us(m.stats().cache_hit); });
+  x.CounterWhere("nv_cache_miss_duration_per_model",
+                 "Total cache miss (insert + lookup) duration per model, in microseconds",
+                 uses_cache, [](const ModelVersion& m) { return Us(m.stats().cache_miss); });
+}
 
 }  // namespace
 
@@ -155,6 +200,9 @@ std::string RenderMetrics(InferenceServer& server, const MetricsSettings& settin
   x.Histogram("nv_inference_compute_infer_histogram_ms",
               "Time successful requests spent executing the model in milliseconds",
               LatencyKind::kCompute, &ModelStatistics::compute_histogram);
+  if (const ResponseCache* cache = server.response_cache()) {
+    RenderCacheMetrics(x, *cache);
+  }
   if (sampler && settings.cpu_metrics) {
     ProcessStats p = sampler->Sample();
     x.Single("nv_cpu_utilization", "gauge", "CPU utilization rate of the machine [0.0 - 1.0]",
