@@ -600,6 +600,23 @@ Result<std::unique_ptr<SequenceBatcher>> SequenceBatcher::Create(
     impl->max_queue_delay_ns = sb.direct().max_queue_delay_microseconds() * 1000;
     impl->min_slot_utilization = std::clamp(sb.direct().minimum_slot_utilization(), 0.0f, 1.0f);
   }
+  // The server feeds these: a client input of the same name would be ambiguous.
+  for (const auto& ci : cfg.input()) {
+    for (const auto& c : sb.control_input()) {
+      if (c.name() == ci.name()) {
+        return InvalidArgument("sequence_batching control_input '" + c.name() +
+                               "' is also a model input: the server feeds control inputs, "
+                               "remove it from `input`");
+      }
+    }
+    for (const auto& st : sb.state()) {
+      if (st.input_name() == ci.name()) {
+        return InvalidArgument("sequence_batching state input_name '" + st.input_name() +
+                               "' is also a model input: the server feeds state, remove it "
+                               "from `input`");
+      }
+    }
+  }
   auto controls = LoadControls(cfg);
   if (!controls.ok()) return controls.status();
   impl->controls = std::move(controls).value();

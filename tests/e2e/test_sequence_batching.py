@@ -90,6 +90,40 @@ sequence_batching {{
 """
 
 
+class Probe(nn.Module):
+    """Tells each row where it ran: its row index, the batch's rows, and how many rows
+    were real requests (READY true)."""
+
+    def forward(self, INPUT__0, START__1, READY__2, INPUT_STATE__3):
+        zeros = torch.zeros_like(INPUT__0)
+        rows = zeros + INPUT__0.size(0)
+        row = torch.arange(INPUT__0.size(0), dtype=torch.int32).reshape(-1, 1)
+        ready = zeros + READY__2.sum().to(torch.int32)
+        return INPUT__0, INPUT_STATE__3, rows, ready, row
+
+
+PROBE_CONFIG = """
+name: "probe"
+backend: "pytorch"
+max_batch_size: 4
+input [ { name: "INPUT__0" data_type: TYPE_INT32 dims: [ 1 ] } ]
+output [ { name: "OUTPUT__0" data_type: TYPE_INT32 dims: [ 1 ] },
+         { name: "ROWS__2" data_type: TYPE_INT32 dims: [ 1 ] },
+         { name: "READY_ROWS__3" data_type: TYPE_INT32 dims: [ 1 ] },
+         { name: "ROW__4" data_type: TYPE_INT32 dims: [ 1 ] } ]
+sequence_batching {
+  max_sequence_idle_microseconds: 30000000
+  # Wait up to 300 ms for every slot to have a request before running a batch.
+  direct { max_queue_delay_microseconds: 300000 minimum_slot_utilization: 1.0 }
+  control_input [
+    { name: "START__1" control [ { kind: CONTROL_SEQUENCE_START int32_false_true: [ 0, 1 ] } ] },
+    { name: "READY__2" control [ { kind: CONTROL_SEQUENCE_READY int32_false_true: [ 0, 1 ] } ] }
+  ]
+  state [ { input_name: "INPUT_STATE__3" output_name: "OUTPUT_STATE__1" data_type: TYPE_INT32
+            dims: [ 1 ] } ]
+}
+"""
+
 PT_NAMES = ("INPUT__0", "START__1", "READY__2", "INPUT_STATE__3", "OUTPUT__0", "OUTPUT_STATE__1")
 ONNX_NAMES = ("INPUT", "START", "READY", "INPUT_STATE", "OUTPUT", "OUTPUT_STATE")
 OLDEST = "oldest { max_candidate_sequences: 4 preferred_batch_size: [ 2, 4 ] " \
@@ -118,6 +152,9 @@ def build_repo(repo):
                       accumulator_config("acc_pt_oldest", "pytorch", PT_NAMES, strategy=OLDEST))
     torch.jit.save(torch.jit.script(Accumulator()), str(pt2 / "1" / "model.pt"))
 
+    probe = write_model(repo, "probe", PROBE_CONFIG)
+    torch.jit.save(torch.jit.script(Probe()), str(probe / "1" / "model.pt"))
+
     onnx_dir = write_model(repo, "acc_onnx",
                            accumulator_config("acc_onnx", "onnxruntime", ONNX_NAMES))
     example = tuple(torch.zeros((1, 1), dtype=torch.int32) for _ in range(4))
@@ -144,6 +181,7 @@ def stub(server):
 
 
 UNBATCHED = {"echo_one_slot"}
+INDEXED = ("acc_pt", "probe")
 
 
 def http_infer(server, model, value, seq_id=None, start=False, end=False, outputs=None,
@@ -156,7 +194,7 @@ def http_infer(server, model, value, seq_id=None, start=False, end=False, output
     if end:
         params["sequence_end"] = True
     body = {"parameters": params,
-            "inputs": [{"name": "INPUT" if not model.startswith("acc_pt") else "INPUT__0",
+            "inputs": [{"name": "INPUT__0" if model.startswith(INDEXED) else "INPUT",
                         "datatype": "INT32", "data": [value] * batch,
                         # echo_one_slot has max_batch_size 0: no batch dim
                         "shape": [1] if model in UNBATCHED else [batch, 1]}]}
@@ -381,6 +419,89 @@ def test_concurrent_sequences_share_batches(server):
     assert total == 16
 
 
+def test_direct_fills_idle_slots_with_ready_false_rows(server):
+    # Sequences 1, 2, 3 take slots 0, 1, 2 (each start runs alone after the delay).
+    for sid in (1, 2, 3):
+        o = outputs_of(http_infer(server, "probe", sid, seq_id=sid, start=True))
+        assert (o["ROW__4"], o["ROWS__2"], o["READY_ROWS__3"]) == (sid - 1, sid, 1)
+    # Sequences 1 and 3 send together: one batch, row i = slot i, slot 1 a filler row
+    # with READY false; slot 3 (nothing bound after it) is not padded.
+    got = {}
+
+    def send(sid):
+        got[sid] = outputs_of(http_infer(server, "probe", 10 * sid, seq_id=sid))
+
+    threads = [threading.Thread(target=send, args=(sid,)) for sid in (1, 3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert (got[1]["ROW__4"], got[1]["ROWS__2"], got[1]["READY_ROWS__3"]) == (0, 3, 2)
+    assert (got[3]["ROW__4"], got[3]["ROWS__2"], got[3]["READY_ROWS__3"]) == (2, 3, 2)
+    assert got[1]["OUTPUT__0"] == 10 and got[3]["OUTPUT__0"] == 30
+    for sid in (1, 2, 3):
+        outputs_of(http_infer(server, "probe", 0, seq_id=sid, end=True))
+
+
+def test_unload_releases_live_sequences(tmp_path):
+    write_model(tmp_path, "echo", echo_config("echo", idle_us=60000000))
+    with Server(tmp_path, ["--model-control-mode=explicit", "--load-model=echo"],
+                wait="ready") as s:
+        outputs_of(http_infer(s, "echo", 1, seq_id=1, start=True))
+        t0 = time.monotonic()
+        r = requests.post(f"{s.url}/v2/repository/models/echo/unload", timeout=30)
+        assert r.status_code == 200, r.text
+        # A live sequence does not hold the unload for its 60 s idle time.
+        deadline = time.monotonic() + 10
+        while requests.get(f"{s.url}/v2/models/echo/ready").status_code == 200:
+            assert time.monotonic() < deadline, "unload waited for the live sequence"
+            time.sleep(0.05)
+        assert time.monotonic() - t0 < 10
+        err = error_of(http_infer(s, "echo", 2, seq_id=1), 503)
+        assert "unloaded" in err
+
+
+def test_oldest_statistics_and_metrics(server):
+    errors = []
+
+    def one(k):
+        try:
+            prev = 0
+            for i in range(5):
+                o = outputs_of(http_infer(server, "echo_oldest", k * 10 + i, seq_id=6000 + k,
+                                          start=i == 0, end=i == 4))
+                assert o["STATE_OUT"] == prev and o["READY_OUT"] == 1
+                prev = k * 10 + i
+        except Exception as e:  # noqa: BLE001
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    error_of(http_infer(server, "echo_oldest", 1, seq_id=6100), 400)  # no START
+    error_of(http_infer(server, "echo_oldest", 1), 400)  # no sequence id
+    stats = requests.get(f"{server.url}/v2/models/echo_oldest/stats").json()["model_stats"][0]
+    assert stats["inference_count"] == 15
+    assert stats["inference_stats"]["success"]["count"] == 15
+    assert stats["inference_stats"]["fail"]["count"] == 2
+    assert stats["inference_stats"]["queue"]["count"] == 15
+    metrics = requests.get(f"{server.metrics_url}/metrics").text
+
+    def metric(name):
+        for line in metrics.splitlines():
+            if line.startswith(name + "{") and 'model="echo_oldest"' in line:
+                return float(line.rsplit(" ", 1)[1])
+        raise KeyError(name)
+
+    assert metric("nv_inference_count") == 15
+    assert metric("nv_inference_request_success") == 15
+    assert metric("nv_inference_exec_count") == stats["execution_count"]
+    assert metric("nv_inference_pending_request_count") == 0
+
+
 # --- gRPC ------------------------------------------------------------------------------
 
 
@@ -501,6 +622,10 @@ def _input(mod, name, v):
     ('state [ { input_name: "A" output_name: "B" data_type: TYPE_INT32 dims: [ 1 ] '
      'initial_state { data_type: TYPE_INT32 dims: [ 1 ] data_file: "missing" name: "x" } } ]',
      "cannot open initial_state data_file"),
+    ('control_input [ { name: "INPUT" control [ { kind: CONTROL_SEQUENCE_READY '
+     'int32_false_true: [ 0, 1 ] } ] } ]', "control_input 'INPUT' is also a model input"),
+    ('state [ { input_name: "INPUT" output_name: "B" data_type: TYPE_INT32 dims: [ 1 ] } ]',
+     "state input_name 'INPUT' is also a model input"),
 ])
 def test_bad_sequence_configs_fail_the_load(tmp_path, sb, fragment):
     write_model(tmp_path, "bad", f"""
