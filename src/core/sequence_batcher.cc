@@ -600,6 +600,9 @@ Result<std::unique_ptr<SequenceBatcher>> SequenceBatcher::Create(
     impl->max_queue_delay_ns = sb.direct().max_queue_delay_microseconds() * 1000;
     impl->min_slot_utilization = std::clamp(sb.direct().minimum_slot_utilization(), 0.0f, 1.0f);
   }
+  if (sb.iterative_sequence()) {
+    return InvalidArgument("sequence_batching iterative_sequence is not supported");
+  }
   // The server feeds these: a client input of the same name would be ambiguous.
   for (const auto& ci : cfg.input()) {
     for (const auto& c : sb.control_input()) {

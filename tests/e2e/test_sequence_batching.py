@@ -624,6 +624,7 @@ def _input(mod, name, v):
      "cannot open initial_state data_file"),
     ('control_input [ { name: "INPUT" control [ { kind: CONTROL_SEQUENCE_READY '
      'int32_false_true: [ 0, 1 ] } ] } ]', "control_input 'INPUT' is also a model input"),
+    ("iterative_sequence: true", "iterative_sequence is not supported"),
     ('state [ { input_name: "INPUT" output_name: "B" data_type: TYPE_INT32 dims: [ 1 ] } ]',
      "state input_name 'INPUT' is also a model input"),
 ])
