@@ -124,6 +124,25 @@ sequence_batching {
 }
 """
 
+PYTHON_ACCUMULATOR = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            x = pb_utils.get_input_tensor_by_name(request, "INPUT").as_numpy()
+            start = pb_utils.get_input_tensor_by_name(request, "START").as_numpy()
+            state = pb_utils.get_input_tensor_by_name(request, "INPUT_STATE").as_numpy()
+            total = np.where(start != 0, 0, state) + x
+            responses.append(pb_utils.InferenceResponse([
+                pb_utils.Tensor("OUTPUT", total.astype(np.int32)),
+                pb_utils.Tensor("OUTPUT_STATE", total.astype(np.int32))]))
+        return responses
+"""
+
 PT_NAMES = ("INPUT__0", "START__1", "READY__2", "INPUT_STATE__3", "OUTPUT__0", "OUTPUT_STATE__1")
 ONNX_NAMES = ("INPUT", "START", "READY", "INPUT_STATE", "OUTPUT", "OUTPUT_STATE")
 OLDEST = "oldest { max_candidate_sequences: 4 preferred_batch_size: [ 2, 4 ] " \
@@ -151,6 +170,10 @@ def build_repo(repo):
     pt2 = write_model(repo, "acc_pt_oldest",
                       accumulator_config("acc_pt_oldest", "pytorch", PT_NAMES, strategy=OLDEST))
     torch.jit.save(torch.jit.script(Accumulator()), str(pt2 / "1" / "model.pt"))
+
+    write_model(repo, "acc_python",
+                accumulator_config("acc_python", "python", ONNX_NAMES),
+                files={"1/model.py": PYTHON_ACCUMULATOR})
 
     probe = write_model(repo, "probe", PROBE_CONFIG)
     torch.jit.save(torch.jit.script(Probe()), str(probe / "1" / "model.pt"))
@@ -375,7 +398,7 @@ def run_sequences(send, n_seq, steps, base_id):
     return results
 
 
-@pytest.mark.parametrize("model", ["acc_pt", "acc_pt_oldest", "acc_onnx"])
+@pytest.mark.parametrize("model", ["acc_pt", "acc_pt_oldest", "acc_onnx", "acc_python"])
 def test_interleaved_sequences_keep_independent_sums(server, model):
     out = "OUTPUT__0" if model.startswith("acc_pt") else "OUTPUT"
 
