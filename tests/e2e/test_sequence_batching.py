@@ -297,6 +297,9 @@ def test_string_sequence_ids(server):
     err = error_of(http_infer(server, "echo", 1, seq_id="77"), 400)
     assert "is a string" in err and "TYPE_UINT64" in err
     outputs_of(http_infer(server, "echo", 1, seq_id=77, end=True))
+    # The whole uint64 range.
+    o = outputs_of(http_infer(server, "echo", 1, seq_id=2**64 - 1, start=True, end=True))
+    assert o["CORRID_OUT"] == 2**64 - 1
 
 
 # --- misuse ----------------------------------------------------------------------------
@@ -319,6 +322,16 @@ def test_errors(server):
         "parameters": {"sequence_id": -3},
         "inputs": [{"name": "INPUT", "datatype": "INT32", "shape": [1, 1], "data": [1]}]}), 400)
     assert "sequence_id" in err
+    for bad, what in ((1.5, "sequence_id"), (True, "sequence_id"), ([3], "sequence_id")):
+        err = error_of(requests.post(f"{server.url}/v2/models/echo/infer", json={
+            "parameters": {"sequence_id": bad, "sequence_start": True},
+            "inputs": [{"name": "INPUT", "datatype": "INT32", "shape": [1, 1], "data": [1]}]}),
+            400)
+        assert what in err
+    err = error_of(requests.post(f"{server.url}/v2/models/echo/infer", json={
+        "parameters": {"sequence_id": 3, "sequence_start": "yes"},
+        "inputs": [{"name": "INPUT", "datatype": "INT32", "shape": [1, 1], "data": [1]}]}), 400)
+    assert "sequence_start" in err and "bool" in err
     # Control inputs are the server's to feed, not the client's.
     err = error_of(requests.post(f"{server.url}/v2/models/echo/infer", json={
         "parameters": {"sequence_id": 9, "sequence_start": True},
@@ -580,6 +593,27 @@ def test_grpc_stream_keeps_order(server, stub):
         assert not resp.error_message, resp.error_message
         sums.append(grpc_output(resp.infer_response, "OUTPUT__0"))
     assert sums == list(np.cumsum(values))
+
+
+def test_grpc_stream_interleaves_sequences(server, stub):
+    a, b = [1, 2, 3, 4], [100, 200, 300, 400]
+
+    def requests_iter():
+        for i in range(4):
+            for seq, values in ((4300, a), ("stream-b", b)):
+                req = grpc_request("acc_onnx", values[i], seq, start=i == 0, end=i == 3)
+                req.id = f"{seq}/{i}"
+                yield req
+
+    # Each sequence's responses come in its order; the two may interleave either way.
+    got = {4300: [], "stream-b": []}
+    for r in stub.ModelStreamInfer(requests_iter()):
+        assert not r.error_message, r.error_message
+        seq, i = r.infer_response.id.split("/")
+        key = 4300 if seq == "4300" else seq
+        assert int(i) == len(got[key])
+        got[key].append(grpc_output(r.infer_response, "OUTPUT"))
+    assert got == {4300: list(np.cumsum(a)), "stream-b": list(np.cumsum(b))}
 
 
 def test_grpc_stream_reports_errors_in_band(server, stub):
