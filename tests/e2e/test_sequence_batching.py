@@ -79,6 +79,7 @@ max_batch_size: {max_batch_size}
 input [ {{ name: "{i}" data_type: TYPE_INT32 dims: [ 1 ] }} ]
 output [ {{ name: "{o}" data_type: TYPE_INT32 dims: [ 1 ] }} ]
 sequence_batching {{
+  max_sequence_idle_microseconds: 5000000
   {strategy}
   control_input [
     {{ name: "{s}" control [ {{ kind: CONTROL_SEQUENCE_START int32_false_true: [ 0, 1 ] }} ] }},
@@ -113,8 +114,8 @@ output [ { name: "OUTPUT__0" data_type: TYPE_INT32 dims: [ 1 ] },
          { name: "ROW__4" data_type: TYPE_INT32 dims: [ 1 ] } ]
 sequence_batching {
   max_sequence_idle_microseconds: 30000000
-  # Wait up to 300 ms for every slot to have a request before running a batch.
-  direct { max_queue_delay_microseconds: 300000 minimum_slot_utilization: 1.0 }
+  # Wait up to 1 s for every slot to have a request before running a batch.
+  direct { max_queue_delay_microseconds: 1000000 minimum_slot_utilization: 1.0 }
   control_input [
     { name: "START__1" control [ { kind: CONTROL_SEQUENCE_START int32_false_true: [ 0, 1 ] } ] },
     { name: "READY__2" control [ { kind: CONTROL_SEQUENCE_READY int32_false_true: [ 0, 1 ] } ] }
@@ -155,7 +156,7 @@ def build_repo(repo):
     write_model(repo, "echo_oldest", echo_config("echo_oldest", strategy=OLDEST))
     # One slot (max_batch_size 0, one instance): a second sequence waits for it.
     write_model(repo, "echo_one_slot", echo_config("echo_one_slot", max_batch_size=0,
-                                                   idle_us=300000))
+                                                   idle_us=1000000))
     # Initial state from a file: 41.
     write_model(repo, "echo_file", echo_config(
         "echo_file", initial='initial_state { data_type: TYPE_INT32 dims: [ 1 ] '
@@ -345,7 +346,7 @@ def test_errors(server):
 def test_idle_sequence_times_out(server):
     outputs_of(http_infer(server, "echo_one_slot", 1, seq_id=50, start=True))
     assert outputs_of(http_infer(server, "echo_one_slot", 2, seq_id=50))["STATE_OUT"] == 1
-    time.sleep(0.6)  # max_sequence_idle_microseconds is 300000
+    time.sleep(1.5)  # max_sequence_idle_microseconds is 1000000
     err = error_of(http_infer(server, "echo_one_slot", 3, seq_id=50), 400)
     assert "must specify the START flag" in err and "idle" in err
 
@@ -361,7 +362,7 @@ def test_new_sequence_waits_for_a_free_slot(server):
 
     t = threading.Thread(target=second)
     t.start()
-    time.sleep(0.15)
+    time.sleep(0.3)
     assert "resp" not in got, "a second sequence ran while the only slot was taken"
     assert outputs_of(http_infer(server, "echo_one_slot", 2, seq_id=60))["STATE_OUT"] == 1
     ended = time.monotonic()
@@ -378,7 +379,7 @@ def test_waiting_sequence_gets_the_slot_of_an_idle_one(server):
     t0 = time.monotonic()
     o = outputs_of(http_infer(server, "echo_one_slot", 5, seq_id=71, start=True, end=True))
     assert o["CORRID_OUT"] == 71
-    assert time.monotonic() - t0 >= 0.2  # waited for sequence 70 to idle out (0.3 s)
+    assert time.monotonic() - t0 >= 0.8  # waited for sequence 70 to idle out (1 s)
 
 
 # --- real models: running sums -------------------------------------------------------
