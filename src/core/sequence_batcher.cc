@@ -571,6 +571,38 @@ struct SequenceBatcher::Impl {
   }
 };
 
+Status AddWarmupSequenceInputs(const ModelVersion& model, int64_t batch,
+                               InferenceRequest& request) {
+  const auto& cfg = model.config();
+  if (!cfg.has_sequence_batching()) return Status::Ok();
+  auto controls = LoadControls(cfg);
+  if (!controls.ok()) return controls.status();
+  auto states = LoadStateSpecs(cfg, model.model_dir());
+  if (!states.ok()) return states.status();
+  const int64_t rows = std::max<int64_t>(1, batch);
+  auto add = [&](const std::string& name, DataType dtype, std::vector<int64_t> dims,
+                 const std::string& row) {
+    Tensor t;
+    t.name = name;
+    t.dtype = dtype;
+    t.shape = std::move(dims);
+    if (batch > 0) t.shape.insert(t.shape.begin(), batch);
+    char* dst = AllocateTensorData(t, row.size() * rows);
+    for (int64_t r = 0; r < rows; ++r) std::memcpy(dst + r * row.size(), row.data(), row.size());
+    request.inputs.push_back(std::move(t));
+  };
+  for (const auto& c : *controls) {
+    const std::string row = c.kind == Control::CONTROL_SEQUENCE_CORRID
+                                ? CorrIdBytes(c, request)  // the sample has no id: 0 / ""
+                                : c.true_value;
+    add(c.name, c.dtype, {1}, row);
+  }
+  for (const auto& s : *states) {
+    add(s.input_name, s.dtype, s.initial.shape, std::string(s.initial.data, s.initial.byte_size));
+  }
+  return Status::Ok();
+}
+
 SequenceBatcher::SequenceBatcher(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 SequenceBatcher::~SequenceBatcher() { Drain(); }

@@ -18,6 +18,11 @@ namespace flowserve {
 class BackendInstance;
 class ModelVersion;
 
+// A stateful model's warmup sample runs straight on an instance: this gives it what the
+// sequence batcher would give a one-request sequence (START, END and READY true, CORRID
+// 0 or "", the initial state), `batch` rows of each (0: no batch dim).
+Status AddWarmupSequenceInputs(const ModelVersion& model, int64_t batch, InferenceRequest& request);
+
 class SequenceBatcher {
  public:
   static Result<std::unique_ptr<SequenceBatcher>> Create(

@@ -168,6 +168,11 @@ def build_repo(repo):
 
     pt = write_model(repo, "acc_pt", accumulator_config("acc_pt", "pytorch", PT_NAMES))
     torch.jit.save(torch.jit.script(Accumulator()), str(pt / "1" / "model.pt"))
+    # Warmup runs straight on the instance: the server adds the controls and the state.
+    warm = write_model(repo, "acc_pt_warm", accumulator_config("acc_pt_warm", "pytorch", PT_NAMES)
+                       + 'model_warmup [ { name: "w" batch_size: 2 inputs { key: "INPUT__0" '
+                         'value: { data_type: TYPE_INT32 dims: [ 1 ] random_data: true } } } ]')
+    torch.jit.save(torch.jit.script(Accumulator()), str(warm / "1" / "model.pt"))
     pt2 = write_model(repo, "acc_pt_oldest",
                       accumulator_config("acc_pt_oldest", "pytorch", PT_NAMES, strategy=OLDEST))
     torch.jit.save(torch.jit.script(Accumulator()), str(pt2 / "1" / "model.pt"))
@@ -205,7 +210,7 @@ def stub(server):
 
 
 UNBATCHED = {"echo_one_slot"}
-INDEXED = ("acc_pt", "probe")
+INDEXED = ("acc_pt", "probe")  # also acc_pt_warm, acc_pt_oldest
 
 
 def http_infer(server, model, value, seq_id=None, start=False, end=False, outputs=None,
@@ -275,6 +280,12 @@ def test_initial_state_from_data_file(server):
     assert o["STATE_OUT"] == 41
     o = outputs_of(http_infer(server, "echo_file", 2, seq_id=5, end=True))
     assert o["STATE_OUT"] == 1
+
+
+def test_warmup_of_a_stateful_model(server):
+    # Without the controls and state the warmup fails the load (and the server's start).
+    assert outputs_of(http_infer(server, "acc_pt_warm", 4, seq_id=1, start=True))["OUTPUT__0"] == 4
+    assert outputs_of(http_infer(server, "acc_pt_warm", 5, seq_id=1, end=True))["OUTPUT__0"] == 9
 
 
 def test_restart_of_a_live_sequence_resets_its_state(server):
