@@ -182,12 +182,16 @@ struct SequenceBatcher::Impl {
 
   std::string Where() const { return "model '" + model->name() + "'"; }
 
-  // Binds a backlogged sequence to every free slot. Called under mu.
+  // Binds a backlogged sequence to every free slot, lowest slot index first across the
+  // instances (as Triton does), so that sequences spread over the instances before they
+  // share one's batch. Called under mu.
   void FillFreeSlots() {
-    for (size_t i = 0; i < instances.size() && !backlog.empty(); ++i) {
-      auto& slots = instances[i].slots;
-      for (size_t s = 0; s < slots.size() && !backlog.empty(); ++s) {
-        if (slots[s].seq) continue;
+    size_t max_slots = 0;
+    for (const auto& inst : instances) max_slots = std::max(max_slots, inst.slots.size());
+    for (size_t s = 0; s < max_slots && !backlog.empty(); ++s) {
+      for (size_t i = 0; i < instances.size() && !backlog.empty(); ++i) {
+        auto& slots = instances[i].slots;
+        if (s >= slots.size() || slots[s].seq) continue;
         Sequence* seq = backlog.front();
         backlog.pop_front();
         seq->instance = static_cast<int>(i);

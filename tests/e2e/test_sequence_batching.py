@@ -183,6 +183,12 @@ def build_repo(repo):
 
     probe = write_model(repo, "probe", PROBE_CONFIG)
     torch.jit.save(torch.jit.script(Probe()), str(probe / "1" / "model.pt"))
+    # Two instances, no batch delay.
+    two = PROBE_CONFIG.replace('name: "probe"', 'name: "probe_two"').replace(
+        "direct { max_queue_delay_microseconds: 1000000 minimum_slot_utilization: 1.0 }",
+        "") + "instance_group [ { count: 2 kind: KIND_CPU } ]"
+    probe_two = write_model(repo, "probe_two", two)
+    torch.jit.save(torch.jit.script(Probe()), str(probe_two / "1" / "model.pt"))
 
     onnx_dir = write_model(repo, "acc_onnx",
                            accumulator_config("acc_onnx", "onnxruntime", ONNX_NAMES))
@@ -210,7 +216,7 @@ def stub(server):
 
 
 UNBATCHED = {"echo_one_slot"}
-INDEXED = ("acc_pt", "probe")  # also acc_pt_warm, acc_pt_oldest
+INDEXED = ("acc_pt", "probe")  # and probe_two  # also acc_pt_warm, acc_pt_oldest
 
 
 def http_infer(server, model, value, seq_id=None, start=False, end=False, outputs=None,
@@ -489,6 +495,17 @@ def test_direct_fills_idle_slots_with_ready_false_rows(server):
     assert got[1]["OUTPUT__0"] == 10 and got[3]["OUTPUT__0"] == 30
     for sid in (1, 2, 3):
         outputs_of(http_infer(server, "probe", 0, seq_id=sid, end=True))
+
+
+def test_sequences_spread_over_instances_first(server):
+    # Slot 0 of each instance before slot 1 of any: both run as row 0 of their own batch.
+    for sid in (1, 2):
+        o = outputs_of(http_infer(server, "probe_two", sid, seq_id=sid, start=True))
+        assert (o["ROW__4"], o["ROWS__2"]) == (0, 1), (sid, o)
+    o = outputs_of(http_infer(server, "probe_two", 3, seq_id=3, start=True))
+    assert (o["ROW__4"], o["ROWS__2"], o["READY_ROWS__3"]) == (1, 2, 1)  # slot 1, a filler row 0
+    for sid in (1, 2, 3):
+        outputs_of(http_infer(server, "probe_two", 0, seq_id=sid, end=True))
 
 
 def test_unload_releases_live_sequences(tmp_path):
