@@ -1,6 +1,8 @@
 #include "core/sequence_batcher.h"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <cstring>
@@ -11,6 +13,7 @@
 #include <thread>
 
 #include "backends/backend.h"
+#include "common/adaptive_spin.h"
 #include "common/logging.h"
 #include "core/model_version.h"
 #include "core/response_finisher.h"
@@ -27,6 +30,7 @@ constexpr uint64_t kNever = std::numeric_limits<uint64_t>::max();
 constexpr uint64_t kDefaultIdleUs = 1000000;
 // New sequences that may wait for a slot; beyond that they are refused (Unavailable).
 constexpr size_t kMaxBacklog = 1024;
+constexpr std::chrono::microseconds kSpinAfterBatch{100};
 
 // One control input: its tensor's bytes for false and for true (CORRID: the id itself).
 struct ControlSpec {
@@ -172,8 +176,9 @@ struct SequenceBatcher::Impl {
   std::condition_variable cv;
   std::map<std::string, std::unique_ptr<Sequence>> live;  // by "u:<id>" / "s:<id>"
   std::deque<Sequence*> backlog;
-  size_t queued = 0;
-  bool draining = false;
+  // Written under mu; read without it while a worker spins.
+  std::atomic<size_t> queued{0};
+  std::atomic<bool> draining{false};
 
   static std::string Key(const InferenceRequest& r) {
     return r.correlation_id_str.empty() ? "u:" + std::to_string(r.correlation_id)
@@ -531,6 +536,10 @@ struct SequenceBatcher::Impl {
   }
 
   void WorkerLoop(Instance& inst) {
+    // As the dynamic batcher's workers: poll briefly after a batch before sleeping, since
+    // a sequence's next request is often on its way and a wake-up costs more than it.
+    AdaptiveSpin spin(kSpinAfterBatch);
+    bool hot = false;
     std::unique_lock<std::mutex> lock(mu);
     for (;;) {
       const uint64_t now = NowNs();
@@ -541,6 +550,17 @@ struct SequenceBatcher::Impl {
         bool mine_busy = false;
         for (const auto& s : inst.slots) mine_busy = mine_busy || s.seq;
         if (draining && !mine_busy && backlog.empty()) return;
+        if (hot && batch_wake == kNever) {
+          hot = false;
+          lock.unlock();
+          spin.Spin([this] {
+            return queued.load(std::memory_order_relaxed) > 0 ||
+                   draining.load(std::memory_order_relaxed);
+          });
+          lock.lock();
+          continue;  // look again under the lock whatever the spin saw
+        }
+        hot = false;
         wake = std::min(wake, batch_wake);
         if (wake == kNever) {
           cv.wait(lock);
@@ -570,6 +590,7 @@ struct SequenceBatcher::Impl {
       }
       lock.unlock();
       for (auto& [callback, response] : answers) callback(std::move(response));
+      hot = true;
       lock.lock();
     }
   }
