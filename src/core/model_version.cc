@@ -7,16 +7,19 @@
 #include "core/model_warmup.h"
 #include "core/request_validator.h"
 #include "core/scheduler.h"
+#include "core/sequence_batcher.h"
 #include "model_config.pb.h"
 #include "repository/model_repository.h"
 
 namespace flowserve {
 namespace {
 
-// A backend model and the scheduler feeding its instances.
+// A backend model and the scheduler feeding its instances (the dynamic batcher, or
+// the sequence batcher of a stateful model).
+template <typename SchedulerT>
 class BackendExecutor : public ModelExecutor {
  public:
-  BackendExecutor(std::unique_ptr<BackendModel> model, std::unique_ptr<Scheduler> scheduler)
+  BackendExecutor(std::unique_ptr<BackendModel> model, std::unique_ptr<SchedulerT> scheduler)
       : model_(std::move(model)), scheduler_(std::move(scheduler)) {}
   ~BackendExecutor() override {
     // The scheduler's threads use the backend model's instances: stop them first.
@@ -31,7 +34,7 @@ class BackendExecutor : public ModelExecutor {
 
  private:
   std::unique_ptr<BackendModel> model_;
-  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<SchedulerT> scheduler_;
 };
 
 }  // namespace
@@ -115,9 +118,17 @@ Status ModelVersion::Load(
     FS_RETURN_IF_ERROR(RunWarmup(*this, *inst.value(), spec.name));
     instances.push_back(std::move(inst.value()));
   }
+  if (cfg.has_sequence_batching()) {
+    auto sequencer = SequenceBatcher::Create(this, std::move(instances));
+    if (!sequencer.ok()) return sequencer.status();
+    executor_ = std::make_unique<BackendExecutor<SequenceBatcher>>(std::move(backend_model),
+                                                                   std::move(sequencer).value());
+    return Status::Ok();
+  }
   auto scheduler =
       std::make_unique<Scheduler>(this, BatchingPolicyFromConfig(*this), std::move(instances));
-  executor_ = std::make_unique<BackendExecutor>(std::move(backend_model), std::move(scheduler));
+  executor_ =
+      std::make_unique<BackendExecutor<Scheduler>>(std::move(backend_model), std::move(scheduler));
   return Status::Ok();
 }
 

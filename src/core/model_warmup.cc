@@ -10,6 +10,7 @@
 #include "common/logging.h"
 #include "core/model_version.h"
 #include "core/request_validator.h"
+#include "core/sequence_batcher.h"
 #include "model_config.pb.h"
 
 namespace flowserve {
@@ -139,6 +140,12 @@ Status RunWarmup(const ModelVersion& model, BackendInstance& instance,
     auto request = SampleRequest(model, sample);
     if (!request.ok()) return request.status().WithContext(what + ": ");
     FS_RETURN_IF_ERROR(ValidateRequest(model, **request).WithContext(what + ": "));
+    FS_RETURN_IF_ERROR(AddWarmupSequenceInputs(model,
+                                               model.config().max_batch_size() > 0
+                                                   ? std::max<int64_t>(1, sample.batch_size())
+                                                   : 0,
+                                               **request)
+                           .WithContext(what + ": "));
     const uint32_t runs = std::max<uint32_t>(1, sample.count());
     FS_LOG_VERBOSE(1, "warming up '{}' instance {} with {} ({} run(s))", model.name(),
                    instance_name, what, runs);

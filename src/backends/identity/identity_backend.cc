@@ -4,26 +4,56 @@
 #include <thread>
 
 #include "backends/backend.h"
+#include "backends/sequence_tensors.h"
 #include "model_config.pb.h"
 
 namespace flowserve {
 namespace {
 
+// Output i echoes input i, where a stateful model's inputs are the config's followed by
+// its control and state inputs (so a test config can see what the sequence batcher
+// fed). Each state output echoes parameter `identity_state_source` (an input name) when
+// set, else the state's own input.
+struct EchoPlan {
+  std::vector<std::string> inputs;
+  std::vector<std::pair<std::string, std::string>> states;  // output <- input
+};
+
+EchoPlan MakeEchoPlan(const inference::ModelConfig& config) {
+  EchoPlan plan;
+  for (const auto& in : config.input()) plan.inputs.push_back(in.name());
+  for (const auto& t : SequenceInputs(config)) plan.inputs.push_back(t.name);
+  auto source = config.parameters().find("identity_state_source");
+  for (const auto& s : config.sequence_batching().state()) {
+    plan.states.emplace_back(s.output_name(), source == config.parameters().end()
+                                                  ? s.input_name()
+                                                  : source->second.string_value());
+  }
+  return plan;
+}
+
 class IdentityInstance : public BackendInstance {
  public:
   IdentityInstance(const inference::ModelConfig* config, int delay_ms)
-      : config_(config), delay_ms_(delay_ms) {}
+      : config_(config), delay_ms_(delay_ms), plan_(MakeEchoPlan(*config)) {}
 
   void Execute(std::span<InferenceRequest* const> requests,
                std::span<InferenceResponse* const> responses) override {
     // One sleep per execution, not per request: the delay models a batch's cost.
     if (delay_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms_));
-    const int n = std::min(config_->input_size(), config_->output_size());
+    const int n = std::min(static_cast<int>(plan_.inputs.size()), config_->output_size());
     for (size_t r = 0; r < requests.size(); ++r) {
       InferenceResponse& resp = *responses[r];
-      resp.outputs.reserve(n);
+      resp.outputs.reserve(n + plan_.states.size());
+      for (const auto& [output, input] : plan_.states) {
+        const Tensor* in = requests[r]->FindInput(input);
+        if (!in) continue;
+        Tensor out = *in;
+        out.name = output;
+        resp.outputs.push_back(std::move(out));
+      }
       for (int i = 0; i < n; ++i) {
-        const Tensor* in = requests[r]->FindInput(config_->input(i).name());
+        const Tensor* in = requests[r]->FindInput(plan_.inputs[i]);
         if (!in) continue;  // an optional input that was not sent
         // Aliasing the input is the whole point: the output shares the request's
         // buffer, so the identity model measures the server, not memcpy.
@@ -46,6 +76,7 @@ class IdentityInstance : public BackendInstance {
  private:
   const inference::ModelConfig* config_;
   int delay_ms_;
+  EchoPlan plan_;
 };
 
 class IdentityModel : public BackendModel {

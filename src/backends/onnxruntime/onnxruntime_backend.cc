@@ -13,6 +13,7 @@
 #include "backends/onnxruntime/ort_options.h"
 #include "backends/onnxruntime/ort_runtime.h"
 #include "backends/onnxruntime/ort_session.h"
+#include "backends/sequence_tensors.h"
 #include "common/logging.h"
 #include "common/tensor.h"
 #include "model_config.pb.h"
@@ -478,6 +479,21 @@ class OnnxRuntimeBackend : public Backend {
       s.dtype = static_cast<DataType>(out.data_type());
       s.ort_type = *ToOrtType(s.dtype);
       info->outputs.push_back(std::move(s));
+    }
+    // A stateful model's control and state tensors, bound by name like the config's.
+    for (const auto& t : SequenceInputs(cfg)) {
+      auto ort_type = ToOrtType(t.dtype);
+      if (!ort_type) {
+        return InvalidArgument("sequence input '" + t.name + "' has a type ONNX Runtime lacks");
+      }
+      info->inputs.push_back(InputSpec{t.name, t.dtype, *ort_type});
+    }
+    for (const auto& t : SequenceOutputs(cfg)) {
+      auto ort_type = ToOrtType(t.dtype);
+      if (!ort_type) {
+        return InvalidArgument("state output '" + t.name + "' has a type ONNX Runtime lacks");
+      }
+      info->outputs.push_back(OutputSpec{t.name, t.dtype, *ort_type});
     }
 
     const auto& o = info->options;

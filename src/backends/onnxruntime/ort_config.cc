@@ -1,5 +1,9 @@
 #include "backends/onnxruntime/ort_config.h"
 
+#include <algorithm>
+
+#include "backends/sequence_tensors.h"
+
 #include "common/tensor.h"
 #include "model_config.pb.h"
 
@@ -154,10 +158,30 @@ void Complete(google::protobuf::RepeatedPtrField<Io>& list, const std::vector<Te
   }
 }
 
+// The model's tensors less a stateful model's control and state tensors, which the
+// sequence batcher feeds and reads: they are not the client's inputs and outputs.
+SessionIo ClientVisible(const inference::ModelConfig& config, const SessionIo& model) {
+  if (!config.has_sequence_batching()) return model;
+  SessionIo visible = model;
+  auto drop = [](std::vector<TensorInfo>& list, const std::vector<SequenceTensor>& names) {
+    list.erase(std::remove_if(list.begin(), list.end(),
+                              [&](const TensorInfo& t) {
+                                for (const auto& n : names)
+                                  if (n.name == t.name) return true;
+                                return false;
+                              }),
+               list.end());
+  };
+  drop(visible.inputs, SequenceInputs(config));
+  drop(visible.outputs, SequenceOutputs(config));
+  return visible;
+}
+
 }  // namespace
 
-Status CheckConfig(const inference::ModelConfig& config, const SessionIo& model,
+Status CheckConfig(const inference::ModelConfig& config, const SessionIo& all,
                    const std::string& file) {
+  const SessionIo model = ClientVisible(config, all);
   const int mbs = config.max_batch_size();
   for (const auto& in : config.input())
     FS_RETURN_IF_ERROR(CheckOne("input", in, model.inputs, mbs, file));
@@ -178,8 +202,9 @@ Status CheckConfig(const inference::ModelConfig& config, const SessionIo& model,
   return Status::Ok();
 }
 
-Status CompleteConfig(inference::ModelConfig& config, const SessionIo& model,
+Status CompleteConfig(inference::ModelConfig& config, const SessionIo& all,
                       int default_max_batch_size, const std::string& file) {
+  const SessionIo model = ClientVisible(config, all);
   if (config.max_batch_size() == 0 && default_max_batch_size > 0 && ModelCanBatch(model) &&
       !WrittenWithoutBatching(config.input(), model.inputs) &&
       !WrittenWithoutBatching(config.output(), model.outputs)) {
@@ -193,7 +218,7 @@ Status CompleteConfig(inference::ModelConfig& config, const SessionIo& model,
   Complete(*config.mutable_input(), model.inputs, /*add_missing=*/true, batching);
   Complete(*config.mutable_output(), model.outputs, /*add_missing=*/config.output().empty(),
            batching);
-  return CheckConfig(config, model, file);
+  return CheckConfig(config, all, file);
 }
 
 }  // namespace flowserve::onnxruntime

@@ -27,6 +27,7 @@
 #include "backends/backend.h"
 #include "backends/backend_module.h"
 #include "backends/python/stub_process.h"
+#include "backends/sequence_tensors.h"
 #include "common/adaptive_spin.h"
 #include "common/logging.h"
 #include "model_config.pb.h"
@@ -998,6 +999,11 @@ class PythonBackend : public Backend {
     for (const auto& out : cfg.output()) {
       info->output_names.push_back(out.name());
       info->output_types[out.name()] = static_cast<DataType>(out.data_type());
+    }
+    // A stateful model returns its state outputs too (the sequence batcher keeps them).
+    for (const auto& t : SequenceOutputs(cfg)) {
+      info->output_names.push_back(t.name);
+      info->output_types[t.name] = t.dtype;
     }
     info->dispatch = ctx.dispatch;
     FS_LOG_INFO("{}: {} runs in {} (one process per instance)", info->label, info->model_file,

@@ -13,12 +13,27 @@ std::string JoinNames(const std::vector<std::string>& names) {
   return out + "]";
 }
 
-// Every name indexed with `prefix`, or nullopt. Indices must be exactly [0, n).
+// "<name>__<i>": Triton's rule for any tensor, which lets a stateful model's control
+// and state tensors (START__1, INPUT_STATE__3) bind by position like INPUT__0.
+std::optional<int> AnyIndexedName(std::string_view name) {
+  const size_t sep = name.rfind("__");
+  if (sep == std::string_view::npos || sep == 0) return std::nullopt;
+  std::string_view digits = name.substr(sep + 2);
+  int value = 0;
+  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+  if (ec != std::errc() || end != digits.data() + digits.size() || digits.empty() || value < 0)
+    return std::nullopt;
+  return value;
+}
+
+// Every name indexed with `prefix` (or "<any name>__<i>"), or nullopt. Indices must be
+// exactly [0, n).
 Result<std::optional<std::vector<int>>> AllIndexed(const std::vector<std::string>& names,
                                                    std::string_view prefix) {
   std::vector<int> indices;
   for (const auto& n : names) {
     auto i = IndexedName(n, prefix);
+    if (!i) i = AnyIndexedName(n);
     if (!i) return std::optional<std::vector<int>>();
     indices.push_back(*i);
   }
@@ -59,7 +74,7 @@ Status BindInputs(const std::vector<std::string>& inputs, const Signature& sig, 
       how = "by argument name";
     } else {
       for (size_t i = 0; i < inputs.size(); ++i) b.input_argument.push_back(static_cast<int>(i));
-      how = "by config order (names are neither INPUT__<i> nor forward's argument names)";
+      how = "by config order (names are neither <name>__<i> nor forward's argument names)";
     }
   }
   if (inputs.size() > args.size()) {

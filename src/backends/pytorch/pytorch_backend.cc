@@ -10,6 +10,7 @@
 #include "backends/backend_support.h"
 #include "backends/pytorch/pytorch_options.h"
 #include "backends/pytorch/torch_module.h"
+#include "backends/sequence_tensors.h"
 #include "common/logging.h"
 #include "model_config.pb.h"
 
@@ -284,6 +285,10 @@ Status CheckTypes(const inference::ModelConfig& cfg) {
   for (const auto& in : cfg.input()) FS_RETURN_IF_ERROR(check("input", in.name(), in.data_type()));
   for (const auto& out : cfg.output())
     FS_RETURN_IF_ERROR(check("output", out.name(), out.data_type()));
+  for (const auto& t : SequenceInputs(cfg))
+    FS_RETURN_IF_ERROR(check("sequence input", t.name, static_cast<int>(t.dtype)));
+  for (const auto& t : SequenceOutputs(cfg))
+    FS_RETURN_IF_ERROR(check("state output", t.name, static_cast<int>(t.dtype)));
   return Status::Ok();
 }
 
@@ -353,6 +358,14 @@ class PytorchBackend : public Backend {
       info->output_dims.push_back(out.has_reshape()
                                       ? std::vector<int64_t>{}
                                       : std::vector<int64_t>(out.dims().begin(), out.dims().end()));
+    }
+    // A stateful model also takes the sequence batcher's control and state inputs and
+    // returns its state outputs.
+    for (const auto& t : SequenceInputs(cfg)) info->input_names.push_back(t.name);
+    for (const auto& t : SequenceOutputs(cfg)) {
+      info->output_names.push_back(t.name);
+      info->output_types.push_back(t.dtype);
+      info->output_dims.push_back(t.dims);
     }
     auto binding = BindSignature(info->input_names, info->output_names, loaded->signature);
     if (!binding.ok()) return binding.status();
