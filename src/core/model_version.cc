@@ -42,6 +42,7 @@ ModelVersion::ModelVersion(std::string name, int64_t version,
       version_(version),
       config_(std::move(config)),
       model_dir_(std::move(model_dir)) {
+  decoupled_ = config_->model_transaction_policy().decoupled();
   if (IsEnsemble()) return;
   for (const auto& in : config_->input()) has_reshape_ = has_reshape_ || in.has_reshape();
   for (const auto& out : config_->output()) has_reshape_ = has_reshape_ || out.has_reshape();
@@ -129,6 +130,12 @@ Status ModelVersion::LoadEnsemble(const EnsembleEnvironment& env) {
 }
 
 Status ModelVersion::Enqueue(std::unique_ptr<InferenceRequest>& request) {
+  if (decoupled_ && !request->multiple_responses) {
+    // Triton's words, which clients match on.
+    return Unimplemented(std::string(request->endpoint) +
+                         " doesn't support models with decoupled transaction policy (model '" +
+                         name_ + "' answers through gRPC ModelStreamInfer)");
+  }
   FS_RETURN_IF_ERROR(ValidateRequest(*this, *request));
   return executor_->Enqueue(request);
 }

@@ -47,6 +47,8 @@ class ModelVersion {
   ModelStatistics& stats() { return stats_; }
   const ModelStatistics& stats() const { return stats_; }
   bool IsEnsemble() const;
+  // model_transaction_policy { decoupled: true }: any number of responses per request.
+  bool decoupled() const { return decoupled_; }
   // Some input or output of this (non-ensemble) model has a `reshape`.
   bool has_reshape() const { return has_reshape_; }
 
@@ -80,6 +82,7 @@ class ModelVersion {
   std::unique_ptr<ModelExecutor> executor_;
   std::atomic<bool> draining_{false};
   bool has_reshape_ = false;
+  bool decoupled_ = false;
 };
 
 }  // namespace flowserve

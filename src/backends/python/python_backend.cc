@@ -29,6 +29,7 @@
 #include "backends/python/stub_process.h"
 #include "common/adaptive_spin.h"
 #include "common/logging.h"
+#include "core/response_sender.h"
 #include "model_config.pb.h"
 #include "repository/model_repository.h"
 
@@ -116,6 +117,7 @@ struct ModelInfo {
   Options options;
   std::vector<std::string> output_names;
   std::map<std::string, DataType> output_types;
+  bool decoupled = false;  // model_transaction_policy { decoupled: true }
   std::function<void(std::unique_ptr<InferenceRequest>)> dispatch;
 };
 
@@ -438,6 +440,9 @@ void DispatchBls(const ModelInfo& info, const std::shared_ptr<Channel>& channel,
     req->inputs.push_back(std::move(t.value()));
   }
   for (const auto& o : msg["o"].GetArray()) req->outputs.push_back({StrOf(o), 0});
+  // exec(decoupled=True) takes every response of a decoupled model; plain exec() one.
+  req->multiple_responses = msg.HasMember("d") && msg["d"].IsBool() && msg["d"].GetBool();
+  req->endpoint = "BLS exec(decoupled=False)";
   req->arrival_ns = NowNs();
   size_t inline_max = info.options.inline_max;
   std::string label = info.label;
@@ -455,6 +460,14 @@ void DispatchBls(const ModelInfo& info, const std::shared_ptr<Channel>& channel,
       w.String("bls_response");
       w.Key("id");
       w.Uint64(id);
+      if (!resp->final) {
+        w.Key("final");
+        w.Bool(false);
+      }
+      if (resp->flag_only && st.ok()) {
+        w.Key("null");
+        w.Bool(true);
+      }
       w.Key("error");
       if (st.ok()) {
         w.Null();
@@ -485,6 +498,10 @@ void DispatchBls(const ModelInfo& info, const std::shared_ptr<Channel>& channel,
   info.dispatch(std::move(req));
 }
 
+void HandleSideMessage(const ModelInfo& info, const std::string& who,
+                       const std::shared_ptr<Channel>& channel, const std::string& op,
+                       const rapidjson::Document& msg, const Frame& frame);
+
 // Reads frames until one whose "op" is `want`, serving log and BLS messages meanwhile.
 Status Converse(const ModelInfo& info, const std::string& who, StubProcess& proc,
                 std::string_view want, Frame& frame, rapidjson::Document& msg,
@@ -496,23 +513,30 @@ Status Converse(const ModelInfo& info, const std::string& who, StubProcess& proc
       return Internal("malformed message from the Python process");
     std::string op = StrOf(msg["op"]);
     if (op == want) return Status::Ok();
-    if (op == "log") {
-      std::string level = StrOf(msg["l"]);
-      std::string text = StrOf(msg["m"]);
-      if (level == "error") {
-        FS_LOG_ERROR("{} {}: {}", info.label, who, text);
-      } else if (level == "warn") {
-        FS_LOG_WARNING("{} {}: {}", info.label, who, text);
-      } else if (level == "verbose") {
-        FS_LOG_VERBOSE(1, "{} {}: {}", info.label, who, text);
-      } else {
-        FS_LOG_INFO("{} {}: {}", info.label, who, text);
-      }
-    } else if (op == "bls") {
-      DispatchBls(info, proc.channel(), msg, frame);
+    HandleSideMessage(info, who, proc.channel(), op, msg, frame);
+  }
+}
+
+// Messages the process may send at any time: log lines and BLS requests.
+void HandleSideMessage(const ModelInfo& info, const std::string& who,
+                       const std::shared_ptr<Channel>& channel, const std::string& op,
+                       const rapidjson::Document& msg, const Frame& frame) {
+  if (op == "log") {
+    std::string level = StrOf(msg["l"]);
+    std::string text = StrOf(msg["m"]);
+    if (level == "error") {
+      FS_LOG_ERROR("{} {}: {}", info.label, who, text);
+    } else if (level == "warn") {
+      FS_LOG_WARNING("{} {}: {}", info.label, who, text);
+    } else if (level == "verbose") {
+      FS_LOG_VERBOSE(1, "{} {}: {}", info.label, who, text);
     } else {
-      FS_LOG_WARNING("{} {}: unexpected message '{}' from the Python process", info.label, who, op);
+      FS_LOG_INFO("{} {}: {}", info.label, who, text);
     }
+  } else if (op == "bls") {
+    DispatchBls(info, channel, msg, frame);
+  } else {
+    FS_LOG_WARNING("{} {}: unexpected message '{}' from the Python process", info.label, who, op);
   }
 }
 
@@ -571,6 +595,15 @@ class PythonInstance : public BackendInstance {
                                   (failed_.empty() ? "stopping" : failed_)));
       return;
     }
+    if (info_->decoupled) {
+      for (auto* r : requests) {
+        if (!r->response_sender) {
+          Fail(responses, Internal(info_->label + ": a decoupled model needs each request's "
+                                                  "response sender (warmup cannot run it)"));
+          return;
+        }
+      }
+    }
     Status st = Run(requests, responses);
     if (!st.ok()) {
       if (st.code() == StatusCode::kUnavailable) {
@@ -622,6 +655,7 @@ class PythonInstance : public BackendInstance {
       std::lock_guard<std::mutex> lock(segments_->mu);
       freed.swap(segments_->released);
     }
+    std::vector<uint64_t> tokens;
     std::string json = JsonOf([&](Writer& w) {
       w.StartObject();
       w.Key("op");
@@ -656,6 +690,17 @@ class PythonInstance : public BackendInstance {
         } else if (r->correlation_id != 0) {
           w.Key("c");
           w.Uint64(r->correlation_id);
+        }
+        if (r->response_sender) {
+          // Decoupled: the process answers through this token, at any time.
+          uint64_t token = next_stream_++;
+          {
+            std::lock_guard<std::mutex> lock(streams_mu_);
+            streams_[token] = r->response_sender;
+          }
+          tokens.push_back(token);
+          w.Key("q");
+          w.Uint64(token);
         }
         int flags = (r->sequence_start ? 1 : 0) | (r->sequence_end ? 2 : 0);
         if (flags) {
@@ -700,10 +745,11 @@ class PythonInstance : public BackendInstance {
     FS_RETURN_IF_ERROR(proc_->channel()->Send(
         json, {}, new_arena_fd >= 0 ? std::span<const int>(fds, 1) : std::span<const int>{}));
 
-    const Channel& channel = *proc_->channel();
-    spin_.Spin([&] { return channel.Readable(); });
     Frame frame;
     rapidjson::Document msg;
+    if (info.decoupled) return AwaitExecuted(tokens, responses);
+    const Channel& channel = *proc_->channel();
+    spin_.Spin([&] { return channel.Readable(); });
     FS_RETURN_IF_ERROR(Converse(info, who_, *proc_, "done", frame, msg));
     FS_RETURN_IF_ERROR(UpdateSegments(msg, frame));
     if (msg.HasMember("error") && msg["error"].IsString()) {
@@ -724,6 +770,138 @@ class PythonInstance : public BackendInstance {
       FillResponse(*requests[i], *responses[i], items[i], frame, maps.value(), refs);
     }
     return Status::Ok();
+  }
+
+  // Decoupled: waits for execute() to return. Its responses went (or will go) through
+  // the senders; if it raised, each request of the batch not yet finished gets the error.
+  Status AwaitExecuted(const std::vector<uint64_t>& tokens,
+                       std::span<InferenceResponse* const> responses) {
+    Frame frame;
+    rapidjson::Document msg;
+    FS_RETURN_IF_ERROR(AwaitFrame("done", frame, msg, std::nullopt));
+    std::string error = ErrorText(msg);
+    if (error.empty()) return Status::Ok();
+    LogTraceback(*info_, who_, msg);
+    {
+      std::lock_guard<std::mutex> lock(streams_mu_);
+      for (uint64_t t : tokens) streams_.erase(t);
+    }
+    Fail(responses, Internal(error));
+    return Status::Ok();
+  }
+
+  // Decoupled: the next "done"/"finalize_done" frame the reader set aside.
+  Status AwaitFrame(std::string_view want, Frame& frame, rapidjson::Document& msg,
+                    std::optional<Clock::time_point> deadline) {
+    std::unique_lock<std::mutex> lock(inbox_->mu);
+    for (;;) {
+      auto ready = [&] { return !inbox_->frames.empty() || inbox_->ended; };
+      if (deadline) {
+        if (!inbox_->cv.wait_until(lock, *deadline, ready))
+          return Status(StatusCode::kDeadlineExceeded,
+                        "no '" + std::string(want) + "' from the Python process");
+      } else {
+        inbox_->cv.wait(lock, ready);
+      }
+      if (inbox_->frames.empty()) return inbox_->end;
+      frame = std::move(inbox_->frames.front());
+      inbox_->frames.pop_front();
+      msg.Parse(frame.json().data(), frame.json().size());
+      if (!msg.HasParseError() && msg.IsObject() && StrOf(msg["op"]) == want) return Status::Ok();
+    }
+  }
+
+  // Decoupled: reads every frame of the process, from init_done until it ends. Responses
+  // go straight to their senders; "done" and "finalize_done" to whoever waits in
+  // AwaitFrame. When the process is gone, requests still open end with an error.
+  void ReadLoop(StubProcess* proc) {
+    Status end;
+    for (;;) {
+      Frame frame;
+      end = proc->channel()->Receive(frame, proc->pidfd());
+      if (!end.ok()) break;
+      rapidjson::Document msg;
+      msg.Parse(frame.json().data(), frame.json().size());
+      if (msg.HasParseError() || !msg.IsObject() || !msg.HasMember("op")) {
+        FS_LOG_WARNING("{} {}: malformed message from the Python process", info_->label, who_);
+        continue;
+      }
+      std::string op = StrOf(msg["op"]);
+      if (op == "response") {
+        DeliverStreamResponse(msg, frame);
+      } else if (op == "done" || op == "finalize_done") {
+        std::lock_guard<std::mutex> lock(inbox_->mu);
+        inbox_->frames.push_back(std::move(frame));
+        inbox_->cv.notify_all();
+      } else {
+        HandleSideMessage(*info_, who_, proc->channel(), op, msg, frame);
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lock(inbox_->mu);
+      inbox_->ended = true;
+      inbox_->end = Unavailable(end.message());
+      inbox_->cv.notify_all();
+    }
+    FailStreams(Unavailable(info_->label + " " + who_ + ": the Python process (pid " +
+                            std::to_string(proc->pid()) +
+                            ") ended before sending the request's final response"));
+  }
+
+  void DeliverStreamResponse(const rapidjson::Document& msg, const Frame& frame) {
+    if (!msg.HasMember("q") || !msg["q"].IsUint64()) return;
+    const uint64_t token = msg["q"].GetUint64();
+    const bool final = !msg.HasMember("final") || !msg["final"].IsBool() || msg["final"].GetBool();
+    std::shared_ptr<ResponseSender> sender;
+    {
+      std::lock_guard<std::mutex> lock(streams_mu_);
+      auto it = streams_.find(token);
+      if (it == streams_.end()) {
+        // execute() raised after handing the sender to a thread: the request already
+        // ended with that error.
+        FS_LOG_VERBOSE(1, "{} {}: response for a finished request dropped", info_->label, who_);
+        return;
+      }
+      sender = it->second;
+      if (final) streams_.erase(it);
+    }
+    std::unique_ptr<InferenceResponse> resp;
+    if (!msg.HasMember("null")) {
+      resp = std::make_unique<InferenceResponse>();
+      auto maps = MapAll(frame);
+      if (!maps.ok()) {
+        resp->status = Internal(maps.status().message());
+      } else {
+        static const InferenceRequest kAllOutputs;  // the sender selects the requested ones
+        SegmentRefs refs{segments_, {}};
+        FillResponse(kAllOutputs, *resp, msg, frame, maps.value(), refs);
+      }
+    }
+    Status st = sender->Send(std::move(resp), final);
+    if (!st.ok()) FS_LOG_WARNING("{} {}: {}", info_->label, who_, st.message());
+  }
+
+  void FailStreams(const Status& st) {
+    std::map<uint64_t, std::shared_ptr<ResponseSender>> open;
+    {
+      std::lock_guard<std::mutex> lock(streams_mu_);
+      open.swap(streams_);
+    }
+    for (auto& [_, sender] : open) {
+      auto resp = std::make_unique<InferenceResponse>();
+      resp->status = st;
+      (void)sender->Send(std::move(resp), /*final=*/true);
+    }
+  }
+
+  void StartReader() {
+    inbox_ = std::make_shared<Inbox>();
+    reader_ = std::thread([this, proc = proc_.get()] { ReadLoop(proc); });
+  }
+
+  // Returns once the reader saw the process end (call after it was told to or did).
+  void JoinReader() {
+    if (reader_.joinable()) reader_.join();
   }
 
   // Applies a reply's pool changes: segments the stub unmapped, and new ones (mapped here
@@ -835,6 +1013,7 @@ class PythonInstance : public BackendInstance {
     proc_ = std::move(proc);
     proc_dead_ = false;
     segments_ = std::make_shared<SegmentCache>();  // the new process has its own pool
+    if (info.decoupled) StartReader();
     return Status::Ok();
   }
 
@@ -862,6 +1041,7 @@ class PythonInstance : public BackendInstance {
       // The process died. Execute (if running) sees it too and answers its requests;
       // taking mu_ waits for that.
       std::unique_lock<std::mutex> lock(mu_);
+      JoinReader();  // it ends with the process, failing the requests still open
       pid_t pid = proc_->pid();
       std::string how = proc_->WaitAndDescribe(/*reap=*/true);
       proc_.reset();
@@ -901,7 +1081,10 @@ class PythonInstance : public BackendInstance {
     if (sent.ok()) {
       Frame frame;
       rapidjson::Document msg;
-      Status st2 = Converse(*info_, who_, *proc_, "finalize_done", frame, msg, deadline);
+      // A decoupled model's threads may still be answering while finalize() waits for them.
+      Status st2 = info_->decoupled
+                       ? AwaitFrame("finalize_done", frame, msg, deadline)
+                       : Converse(*info_, who_, *proc_, "finalize_done", frame, msg, deadline);
       if (st2.code() == StatusCode::kDeadlineExceeded) {
         FS_LOG_WARNING("{} {}: finalize() did not return within {} ms; killing the process",
                        info_->label, who_, info_->options.finalize_timeout.count());
@@ -909,6 +1092,7 @@ class PythonInstance : public BackendInstance {
     }
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     proc_->StopWithin(std::max(left, std::chrono::milliseconds(100)));
+    JoinReader();
     proc_.reset();
   }
 
@@ -928,6 +1112,20 @@ class PythonInstance : public BackendInstance {
   int restarts_ = 0;
   std::shared_ptr<Mapping> arena_;
   std::shared_ptr<SegmentCache> segments_;
+
+  // Decoupled models only.
+  struct Inbox {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<Frame> frames;
+    bool ended = false;
+    Status end;
+  };
+  std::shared_ptr<Inbox> inbox_;
+  std::thread reader_;
+  uint64_t next_stream_ = 1;  // under mu_
+  std::mutex streams_mu_;
+  std::map<uint64_t, std::shared_ptr<ResponseSender>> streams_;  // open requests by token
 };
 
 class PythonModel : public BackendModel {
@@ -989,11 +1187,7 @@ class PythonBackend : public Backend {
     const auto& cfg = *ctx.config;
     auto info = std::make_shared<ModelInfo>();
     FS_RETURN_IF_ERROR(ResolveFiles(ctx, cfg, *info));
-    if (cfg.has_model_transaction_policy() && cfg.model_transaction_policy().decoupled()) {
-      return Unimplemented(info->label +
-                           ": decoupled Python models (model_transaction_policy { decoupled: "
-                           "true }) are not supported yet");
-    }
+    info->decoupled = cfg.model_transaction_policy().decoupled();
     info->config_json = ModelConfigToJson(cfg);
     for (const auto& out : cfg.output()) {
       info->output_names.push_back(out.name());

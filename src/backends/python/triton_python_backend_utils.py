@@ -5,6 +5,7 @@ unchanged. The process plumbing (control socket, shared memory) lives in stub.py
 sets _ipc before the model is imported.
 """
 import json
+import threading
 
 import numpy as np
 
@@ -274,24 +275,60 @@ class InferenceRequest:
         return False
 
     def get_response_sender(self):
-        raise TritonModelException(
-            "get_response_sender: decoupled models are not supported by flowserve yet")
+        """The sender of a decoupled model's responses to this request."""
+        sender = getattr(self, "_sender", None)
+        if sender is None:
+            raise TritonModelException(
+                "get_response_sender() is only available in decoupled models "
+                "(model_transaction_policy { decoupled: true })")
+        return sender
 
     def exec(self, decoupled=False):
-        """Runs this request on model_name in the server and waits for its response."""
-        if decoupled:
-            raise TritonModelException("exec(decoupled=True) is not supported by flowserve yet")
+        """Runs this request on model_name in the server and waits for its response; with
+        decoupled=True, returns an iterator over all of a decoupled model's responses."""
         if _ipc is None:
             raise TritonModelException("BLS is only available inside the server")
-        return _ipc.bls(self)
+        return _ipc.bls_stream(self) if decoupled else _ipc.bls(self)
 
     def async_exec(self, decoupled=False):
         """Like exec(), but returns an awaitable; await it inside an async execute()."""
-        if decoupled:
-            raise TritonModelException("async_exec(decoupled=True) is not supported by flowserve yet")
         if _ipc is None:
             raise TritonModelException("BLS is only available inside the server")
-        return _ipc.bls_async(self)
+        return _ipc.bls_stream_async(self) if decoupled else _ipc.bls_async(self)
+
+
+class InferenceResponseSender:
+    """Sends a decoupled model's responses to one request, from any thread, at any time:
+    any number of them, then TRITONSERVER_RESPONSE_COMPLETE_FINAL (with the last one,
+    or alone with response=None)."""
+
+    def __init__(self, ipc, token):
+        self._ipc = ipc
+        self._token = token
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def send(self, response=None, flags=0):
+        if flags not in (0, TRITONSERVER_RESPONSE_COMPLETE_FINAL):
+            raise TritonModelException(f"send(): unknown flags {flags}")
+        final = flags == TRITONSERVER_RESPONSE_COMPLETE_FINAL
+        if response is None and not final:
+            raise TritonModelException(
+                "send(): a response is required unless flags is "
+                "TRITONSERVER_RESPONSE_COMPLETE_FINAL")
+        if response is not None and not isinstance(response, InferenceResponse):
+            raise TritonModelException(
+                f"send(): expected an InferenceResponse, got {type(response).__name__}")
+        with self._lock:
+            if self._closed:
+                raise TritonModelException(
+                    "Unable to send response. Response sender has been closed.")
+            self._ipc.send_response(self._token, response, final)
+            if final:
+                self._closed = True
+
+    def is_cancelled(self):
+        return False
 
 
 def get_input_tensor_by_name(inference_request, name):
