@@ -356,9 +356,6 @@ def test_errors_answer_requests_and_model_keeps_serving(tmp_path):
         """, cfg("badinit", [io("X", "TYPE_FP32", [1])], [io("Y", "TYPE_FP32", [1])]))
     python_model(tmp_path, "syntax", "def broken(:\n",
                  cfg("syntax", [io("X", "TYPE_FP32", [1])], [io("Y", "TYPE_FP32", [1])]))
-    python_model(tmp_path, "decoupled", ADD_SUB,
-                 cfg("decoupled", [io("X", "TYPE_FP32", [1])], [io("Y", "TYPE_FP32", [1])],
-                     extra="model_transaction_policy { decoupled: true }"))
     with Server(tmp_path, args=["--exit-on-error=false"], wait="live") as s:
         wait_until(lambda: requests.get(f"{s.url}/v2/models/err/ready").status_code == 200)
         code, err = infer(s, "err", {"X": (np.array([1], np.float32), "FP32")})
@@ -377,7 +374,6 @@ def test_errors_answer_requests_and_model_keeps_serving(tmp_path):
         assert index["badinit"]["state"] == "UNAVAILABLE"
         assert "RuntimeError: cannot find weights.bin" in index["badinit"]["reason"]
         assert "SyntaxError" in index["syntax"]["reason"]
-        assert "not supported yet" in index["decoupled"]["reason"]
         assert stubs_of(s.proc.pid) and len(stubs_of(s.proc.pid)) == 1  # failed loads left none
 
 

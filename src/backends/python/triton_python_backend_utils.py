@@ -359,6 +359,11 @@ def get_output_config_by_name(model_config, name):
     return None
 
 
+def using_decoupled_model_transaction_policy(model_config):
+    """Whether a model config (the parsed model_config dict) makes the model decoupled."""
+    return bool(model_config.get("model_transaction_policy", {}).get("decoupled", False))
+
+
 class Logger:
     """Writes into the server's log (log_verbose only when --log-verbose is on)."""
 
