@@ -28,6 +28,7 @@
 #include "backends/backend_module.h"
 #include "backends/python/stub_process.h"
 #include "common/adaptive_spin.h"
+#include "common/custom_metrics.h"
 #include "common/logging.h"
 #include "core/response_sender.h"
 #include "model_config.pb.h"
@@ -500,12 +501,13 @@ void DispatchBls(const ModelInfo& info, const std::shared_ptr<Channel>& channel,
 
 void HandleSideMessage(const ModelInfo& info, const std::string& who,
                        const std::shared_ptr<Channel>& channel, const std::string& op,
-                       const rapidjson::Document& msg, const Frame& frame);
+                       const rapidjson::Document& msg, const Frame& frame, uint64_t metrics_owner);
 
 // Reads frames until one whose "op" is `want`, serving log and BLS messages meanwhile.
 Status Converse(const ModelInfo& info, const std::string& who, StubProcess& proc,
                 std::string_view want, Frame& frame, rapidjson::Document& msg,
-                std::optional<Clock::time_point> deadline = std::nullopt) {
+                std::optional<Clock::time_point> deadline = std::nullopt,
+                uint64_t metrics_owner = 0) {
   for (;;) {
     FS_RETURN_IF_ERROR(proc.channel()->Receive(frame, proc.pidfd(), deadline));
     msg.Parse(frame.json().data(), frame.json().size());
@@ -513,14 +515,78 @@ Status Converse(const ModelInfo& info, const std::string& who, StubProcess& proc
       return Internal("malformed message from the Python process");
     std::string op = StrOf(msg["op"]);
     if (op == want) return Status::Ok();
-    HandleSideMessage(info, who, proc.channel(), op, msg, frame);
+    HandleSideMessage(info, who, proc.channel(), op, msg, frame, metrics_owner);
   }
 }
 
-// Messages the process may send at any time: log lines and BLS requests.
+// pb_utils.MetricFamily / Metric: creation and value() answer (as "bls_response", the
+// stub's one reply channel), updates do not (the stub checked them already; a failure
+// is logged).
+void HandleMetric(const ModelInfo& info, const std::string& who,
+                  const std::shared_ptr<Channel>& channel, const rapidjson::Document& msg,
+                  uint64_t owner) {
+  namespace cm = custom_metrics;
+  const std::string action = StrOf(msg["a"]);
+  auto num = [&](const char* k) {
+    return msg.HasMember(k) && msg[k].IsNumber() ? msg[k].GetDouble() : 0.0;
+  };
+  auto id = [&](const char* k) {
+    return msg.HasMember(k) && msg[k].IsUint64() ? msg[k].GetUint64() : 0;
+  };
+  Result<double> answer = 0.0;
+  if (owner == 0) {
+    answer = Unimplemented("custom metrics are not available here (auto_complete_config)");
+  } else if (action == "family") {
+    int kind = static_cast<int>(num("k"));
+    if (kind < 0 || kind > 2) {
+      answer = InvalidArgument("MetricFamily kind must be COUNTER, GAUGE or HISTOGRAM");
+    } else {
+      auto r = cm::AddFamily(owner, StrOf(msg["n"]), StrOf(msg["d"]), static_cast<cm::Kind>(kind));
+      answer = r.ok() ? Result<double>(static_cast<double>(*r)) : Result<double>(r.status());
+    }
+  } else if (action == "metric") {
+    std::map<std::string, std::string> labels;
+    if (msg.HasMember("l") && msg["l"].IsObject())
+      for (auto it = msg["l"].MemberBegin(); it != msg["l"].MemberEnd(); ++it)
+        labels[StrOf(it->name)] = StrOf(it->value);
+    std::vector<double> buckets;
+    if (msg.HasMember("b") && msg["b"].IsArray())
+      for (const auto& b : msg["b"].GetArray())
+        if (b.IsNumber()) buckets.push_back(b.GetDouble());
+    auto r = cm::AddMetric(owner, id("f"), labels, buckets);
+    answer = r.ok() ? Result<double>(static_cast<double>(*r)) : Result<double>(r.status());
+  } else if (action == "value") {
+    answer = cm::Value(id("m"));
+  } else {
+    Status st = action == "inc"   ? cm::Increment(id("m"), num("v"))
+                : action == "set" ? cm::Set(id("m"), num("v"))
+                                  : cm::Observe(id("m"), num("v"));
+    if (!st.ok()) FS_LOG_WARNING("{} {}: metric {}: {}", info.label, who, action, st.message());
+    return;
+  }
+  std::string json = JsonOf([&](Writer& w) {
+    w.StartObject();
+    w.Key("op");
+    w.String("bls_response");
+    w.Key("id");
+    w.Uint64(id("rid"));
+    w.Key("error");
+    if (answer.ok()) {
+      w.Null();
+      w.Key("v");
+      w.Double(*answer);
+    } else {
+      WriteString(w, answer.status().message());
+    }
+    w.EndObject();
+  });
+  (void)channel->Send(json);
+}
+
+// Messages the process may send at any time: log lines, BLS requests, custom metrics.
 void HandleSideMessage(const ModelInfo& info, const std::string& who,
                        const std::shared_ptr<Channel>& channel, const std::string& op,
-                       const rapidjson::Document& msg, const Frame& frame) {
+                       const rapidjson::Document& msg, const Frame& frame, uint64_t metrics_owner) {
   if (op == "log") {
     std::string level = StrOf(msg["l"]);
     std::string text = StrOf(msg["m"]);
@@ -535,6 +601,8 @@ void HandleSideMessage(const ModelInfo& info, const std::string& who,
     }
   } else if (op == "bls") {
     DispatchBls(info, channel, msg, frame);
+  } else if (op == "metric") {
+    HandleMetric(info, who, channel, msg, metrics_owner);
   } else {
     FS_LOG_WARNING("{} {}: unexpected message '{}' from the Python process", info.label, who, op);
   }
@@ -750,7 +818,8 @@ class PythonInstance : public BackendInstance {
     if (info.decoupled) return AwaitExecuted(tokens, responses);
     const Channel& channel = *proc_->channel();
     spin_.Spin([&] { return channel.Readable(); });
-    FS_RETURN_IF_ERROR(Converse(info, who_, *proc_, "done", frame, msg));
+    FS_RETURN_IF_ERROR(
+        Converse(info, who_, *proc_, "done", frame, msg, std::nullopt, metrics_owner_));
     FS_RETURN_IF_ERROR(UpdateSegments(msg, frame));
     if (msg.HasMember("error") && msg["error"].IsString()) {
       // execute() raised: every request of the batch gets the exception's text.
@@ -834,7 +903,7 @@ class PythonInstance : public BackendInstance {
         inbox_->frames.push_back(std::move(frame));
         inbox_->cv.notify_all();
       } else {
-        HandleSideMessage(*info_, who_, proc->channel(), op, msg, frame);
+        HandleSideMessage(*info_, who_, proc->channel(), op, msg, frame, metrics_owner_);
       }
     }
     {
@@ -997,8 +1066,10 @@ class PythonInstance : public BackendInstance {
     FS_RETURN_IF_ERROR(proc->channel()->Send(json));
     Frame frame;
     rapidjson::Document msg;
-    Status st = Converse(info, who_, *proc, "init_done", frame, msg);
+    metrics_owner_ = custom_metrics::NewOwner();
+    Status st = Converse(info, who_, *proc, "init_done", frame, msg, std::nullopt, metrics_owner_);
     if (!st.ok()) {
+      ReleaseMetrics();
       std::string how = proc->WaitAndDescribe(/*reap=*/true);
       return Unavailable("the Python process (" + info.options.python + " " + info.stub_path +
                          ") " + how + " before initialize() returned");
@@ -1007,6 +1078,7 @@ class PythonInstance : public BackendInstance {
     if (!error.empty()) {
       LogTraceback(info, who_, msg);
       proc->StopWithin(std::chrono::milliseconds(0));
+      ReleaseMetrics();
       return InvalidArgument("initialize() failed: " + error);
     }
     FS_LOG_VERBOSE(1, "{} {}: Python process {} ready", info.label, who_, proc->pid());
@@ -1015,6 +1087,12 @@ class PythonInstance : public BackendInstance {
     segments_ = std::make_shared<SegmentCache>();  // the new process has its own pool
     if (info.decoupled) StartReader();
     return Status::Ok();
+  }
+
+  // The model's custom metrics leave /metrics with its process.
+  void ReleaseMetrics() {
+    if (metrics_owner_ != 0) custom_metrics::ReleaseOwner(metrics_owner_);
+    metrics_owner_ = 0;
   }
 
   void Supervise(std::promise<Status>& started) {
@@ -1041,7 +1119,8 @@ class PythonInstance : public BackendInstance {
       // The process died. Execute (if running) sees it too and answers its requests;
       // taking mu_ waits for that.
       std::unique_lock<std::mutex> lock(mu_);
-      JoinReader();  // it ends with the process, failing the requests still open
+      JoinReader();      // it ends with the process, failing the requests still open
+      ReleaseMetrics();  // initialize() of the next process makes them again
       pid_t pid = proc_->pid();
       std::string how = proc_->WaitAndDescribe(/*reap=*/true);
       proc_.reset();
@@ -1082,9 +1161,9 @@ class PythonInstance : public BackendInstance {
       Frame frame;
       rapidjson::Document msg;
       // A decoupled model's threads may still be answering while finalize() waits for them.
-      Status st2 = info_->decoupled
-                       ? AwaitFrame("finalize_done", frame, msg, deadline)
-                       : Converse(*info_, who_, *proc_, "finalize_done", frame, msg, deadline);
+      Status st2 = info_->decoupled ? AwaitFrame("finalize_done", frame, msg, deadline)
+                                    : Converse(*info_, who_, *proc_, "finalize_done", frame, msg,
+                                               deadline, metrics_owner_);
       if (st2.code() == StatusCode::kDeadlineExceeded) {
         FS_LOG_WARNING("{} {}: finalize() did not return within {} ms; killing the process",
                        info_->label, who_, info_->options.finalize_timeout.count());
@@ -1094,6 +1173,7 @@ class PythonInstance : public BackendInstance {
     proc_->StopWithin(std::max(left, std::chrono::milliseconds(100)));
     JoinReader();
     proc_.reset();
+    ReleaseMetrics();
   }
 
   std::shared_ptr<const ModelInfo> info_;
@@ -1124,6 +1204,9 @@ class PythonInstance : public BackendInstance {
   std::shared_ptr<Inbox> inbox_;
   std::thread reader_;
   uint64_t next_stream_ = 1;  // under mu_
+  // Whose custom metrics the current process made; set before initialize() runs, read
+  // by the reader thread while the process lives.
+  uint64_t metrics_owner_ = 0;
   std::mutex streams_mu_;
   std::map<uint64_t, std::shared_ptr<ResponseSender>> streams_;  // open requests by token
 };

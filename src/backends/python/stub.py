@@ -321,6 +321,22 @@ class Ipc:
             for fd in fds:
                 os.close(fd)
 
+    def metric_send(self, msg):
+        self.ch.send({"op": "metric", **msg})
+
+    def metric_call(self, msg):
+        """A custom metric request the server answers (a number)."""
+        with self.cond:
+            rid = self.next_id
+            self.next_id += 1
+        self.ch.send({"op": "metric", "rid": rid, **msg})
+        reply, _tail, fds = self._wait_frame(rid)
+        for fd in fds:
+            os.close(fd)
+        if reply.get("error") is not None:
+            raise pb_utils.TritonModelException(reply["error"])
+        return reply["v"]
+
     def _send_bls(self, req, decoupled=False):
         if not isinstance(req.model_name(), str) or not req.model_name():
             raise pb_utils.TritonModelException("InferenceRequest needs a model_name for exec()")
@@ -344,8 +360,21 @@ class Ipc:
         return rid
 
     def _wait(self, rid):
-        """Waits for the next response to BLS request `rid` -> (InferenceResponse, final).
-        One thread at a time reads the socket and hands what it read to its owner."""
+        """Waits for the next response to BLS request `rid` -> (InferenceResponse, final)."""
+        msg, tail, fds = self._wait_frame(rid)
+        final = msg.get("final", True)
+        maps = _map_fds(fds)
+        if msg.get("error") is not None:
+            return pb_utils.InferenceResponse(error=pb_utils.TritonError(msg["error"])), final
+        if msg.get("null"):
+            return pb_utils.InferenceResponse(), final
+        outputs = _decode_tensors(msg.get("o", []), tail, maps, None)
+        return pb_utils.InferenceResponse(output_tensors=outputs,
+                                          parameters=msg.get("p") or "{}"), final
+
+    def _wait_frame(self, rid):
+        """The next reply frame to request `rid`. One thread at a time reads the socket
+        and hands what it read to its owner."""
         with self.cond:
             while not self.results.get(rid):
                 if self.reading:
@@ -366,18 +395,10 @@ class Ipc:
                     self.inbox.append(frame)  # the main loop's
                 self.cond.notify_all()
             queue = self.results[rid]
-            msg, tail, fds = queue.popleft()
-            final = msg.get("final", True)
-            if final:
+            frame = queue.popleft()
+            if frame[0].get("final", True):
                 del self.results[rid]
-        maps = _map_fds(fds)
-        if msg.get("error") is not None:
-            return pb_utils.InferenceResponse(error=pb_utils.TritonError(msg["error"])), final
-        if msg.get("null"):
-            return pb_utils.InferenceResponse(), final
-        outputs = _decode_tensors(msg.get("o", []), tail, maps, None)
-        return pb_utils.InferenceResponse(output_tensors=outputs,
-                                          parameters=msg.get("p") or "{}"), final
+        return frame
 
     def bls(self, req):
         return self._wait(self._send_bls(req))[0]

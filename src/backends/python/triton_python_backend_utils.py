@@ -453,18 +453,71 @@ class ModelConfig:
         self._config.setdefault("instance_group", []).append(dict(instance_group))
 
 
-class MetricFamily:
-    """Custom metrics are not available yet: constructing one fails with a clear message
-    (and so does the model's initialize(), naming the reason)."""
-    COUNTER = 0
-    GAUGE = 1
-    HISTOGRAM = 2
+COUNTER = 0
+GAUGE = 1
+HISTOGRAM = 2
 
-    def __init__(self, name, description, kind=0):
-        raise TritonModelException(
-            f"MetricFamily('{name}'): custom metrics are not supported by flowserve yet")
+
+class MetricFamily:
+    """A family of custom metrics shown on the server's /metrics endpoint (Prometheus
+    text format). The same name in several models or instances is one family (the first
+    description wins; another kind is an error). Gone when the model unloads."""
+    COUNTER = COUNTER
+    GAUGE = GAUGE
+    HISTOGRAM = HISTOGRAM
+
+    def __init__(self, name, description, kind=COUNTER):
+        if kind not in (COUNTER, GAUGE, HISTOGRAM):
+            raise TritonModelException(
+                f"MetricFamily('{name}'): kind must be COUNTER, GAUGE or HISTOGRAM")
+        if _ipc is None:
+            raise TritonModelException("MetricFamily is only available inside the server")
+        self._name = name
+        self._kind = kind
+        self._id = int(_ipc.metric_call({"a": "family", "n": str(name), "d": str(description),
+                                         "k": int(kind)}))
+
+    def Metric(self, labels=None, buckets=None):
+        return Metric(self, labels, buckets)
 
 
 class Metric:
-    def __init__(self, *args, **kwargs):
-        raise TritonModelException("Metric: custom metrics are not supported by flowserve yet")
+    """One label set of a MetricFamily: increment() (counters, gauges), set() (gauges),
+    observe() (histograms, which need buckets), value()."""
+
+    def __init__(self, family, labels=None, buckets=None):
+        if not isinstance(family, MetricFamily):
+            raise TritonModelException("Metric needs a MetricFamily")
+        labels = dict(labels or {})
+        for k, v in labels.items():
+            if not isinstance(k, str) or not isinstance(v, str):
+                raise TritonModelException("Metric labels must map str to str")
+        if family._kind == HISTOGRAM and not buckets:
+            raise TritonModelException(
+                f"Metric of histogram '{family._name}' needs buckets (upper bounds)")
+        self._family = family
+        msg = {"a": "metric", "f": family._id, "l": labels}
+        if buckets:
+            msg["b"] = [float(b) for b in buckets]
+        self._id = int(_ipc.metric_call(msg))
+
+    def increment(self, value):
+        if self._family._kind == HISTOGRAM:
+            raise TritonModelException("increment() is not supported by histograms")
+        if self._family._kind == COUNTER and value < 0:
+            raise TritonModelException("a counter cannot be incremented by a negative value")
+        _ipc.metric_send({"a": "inc", "m": self._id, "v": float(value)})
+
+    def set(self, value):
+        if self._family._kind != GAUGE:
+            raise TritonModelException("set() is only supported by gauges")
+        _ipc.metric_send({"a": "set", "m": self._id, "v": float(value)})
+
+    def observe(self, value):
+        if self._family._kind != HISTOGRAM:
+            raise TritonModelException("observe() is only supported by histograms")
+        _ipc.metric_send({"a": "observe", "m": self._id, "v": float(value)})
+
+    def value(self):
+        """The current value (a histogram's: the sum of its observations)."""
+        return _ipc.metric_call({"a": "value", "m": self._id})
