@@ -83,6 +83,7 @@ Status ModelVersion::Load(
   ctx.version_dir = model_dir_ + "/" + std::to_string(version_);
   ctx.config = config_.get();
   ctx.dispatch = std::move(dispatch);
+  ctx.set_unavailable = [this](const std::string& reason) { MarkUnavailable(reason); };
   auto bc = backend_config.find(cfg.backend());
   if (bc != backend_config.end()) ctx.backend_config = bc->second;
   int total = 0;
@@ -138,6 +139,20 @@ Status ModelVersion::Enqueue(std::unique_ptr<InferenceRequest>& request) {
   }
   FS_RETURN_IF_ERROR(ValidateRequest(*this, *request));
   return executor_->Enqueue(request);
+}
+
+void ModelVersion::MarkUnavailable(const std::string& reason) {
+  {
+    std::lock_guard<std::mutex> lock(unavailable_mu_);
+    unavailable_reason_ = reason;
+  }
+  unavailable_.store(true, std::memory_order_release);
+  FS_LOG_ERROR("model '{}' version {} is UNAVAILABLE: {}", name_, version_, reason);
+}
+
+std::string ModelVersion::unavailable_reason() const {
+  std::lock_guard<std::mutex> lock(unavailable_mu_);
+  return unavailable_reason_;
 }
 
 void ModelVersion::Drain() {

@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,11 @@ class ModelVersion {
   bool IsEnsemble() const;
   // model_transaction_policy { decoupled: true }: any number of responses per request.
   bool decoupled() const { return decoupled_; }
+  // Set by the backend (ModelLoadContext::set_unavailable) when this loaded version can
+  // no longer serve; empty while it can.
+  void MarkUnavailable(const std::string& reason);
+  bool unavailable() const { return unavailable_.load(std::memory_order_acquire); }
+  std::string unavailable_reason() const;
   // Some input or output of this (non-ensemble) model has a `reshape`.
   bool has_reshape() const { return has_reshape_; }
 
@@ -83,6 +89,9 @@ class ModelVersion {
   std::atomic<bool> draining_{false};
   bool has_reshape_ = false;
   bool decoupled_ = false;
+  std::atomic<bool> unavailable_{false};
+  mutable std::mutex unavailable_mu_;
+  std::string unavailable_reason_;
 };
 
 }  // namespace flowserve

@@ -425,6 +425,12 @@ def test_crash_restart_and_give_up(tmp_path):
         code, err = infer(s, "crashy", x)
         assert code >= 400 and "died 3 times" in err, err
         assert stubs_of(s.proc.pid) == []
+        # The version is marked UNAVAILABLE with the reason; the model is not ready.
+        index = {m["name"]: m for m in requests.post(f"{s.url}/v2/repository/index",
+                                                     json={}).json()}
+        assert index["crashy"]["state"] == "UNAVAILABLE"
+        assert "died 3 times" in index["crashy"]["reason"]
+        assert requests.get(f"{s.url}/v2/models/crashy/ready").status_code != 200
         # Loading it again brings it back.
         requests.post(f"{s.url}/v2/repository/models/crashy/unload", timeout=60)
         r = requests.post(f"{s.url}/v2/repository/models/crashy/load", timeout=60)

@@ -119,6 +119,7 @@ struct ModelInfo {
   std::vector<std::string> output_names;
   std::map<std::string, DataType> output_types;
   bool decoupled = false;  // model_transaction_policy { decoupled: true }
+  std::function<void(const std::string& reason)> set_unavailable;
   std::function<void(std::unique_ptr<InferenceRequest>)> dispatch;
 };
 
@@ -1137,6 +1138,7 @@ class PythonInstance : public BackendInstance {
                   std::to_string(pid) + " " + how +
                   "); not restarting it (unload and load the model to start over)";
         FS_LOG_ERROR("{} {}: {}", info_->label, who_, failed_);
+        if (info_->set_unavailable) info_->set_unavailable(who_ + ": " + failed_);
         cv_.notify_all();
         continue;  // pidfd is gone: wait for stop only
       }
@@ -1146,6 +1148,7 @@ class PythonInstance : public BackendInstance {
       if (!restarted.ok()) {
         failed_ = "restarting the Python process failed: " + restarted.message();
         FS_LOG_ERROR("{} {}: {}", info_->label, who_, failed_);
+        if (info_->set_unavailable) info_->set_unavailable(who_ + ": " + failed_);
       } else {
         FS_LOG_INFO("{} {}: Python process restarted (pid {})", info_->label, who_, proc_->pid());
       }
@@ -1277,6 +1280,7 @@ class PythonBackend : public Backend {
       info->output_types[out.name()] = static_cast<DataType>(out.data_type());
     }
     info->dispatch = ctx.dispatch;
+    info->set_unavailable = ctx.set_unavailable;
     FS_LOG_INFO("{}: {} runs in {} (one process per instance)", info->label, info->model_file,
                 info->options.python);
     return std::unique_ptr<BackendModel>(new PythonModel(std::move(info)));
