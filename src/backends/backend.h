@@ -32,6 +32,11 @@ struct ModelLoadContext {
   // Sends a request to any model of this server (BLS: a model calling others, ensembles
   // included); the response arrives through request->on_complete, on another thread.
   std::function<void(std::unique_ptr<InferenceRequest>)> dispatch;
+  // For a loaded model that can no longer serve (its process keeps dying): the version
+  // turns UNAVAILABLE with `reason` in the repository index and readiness, and requests
+  // get the reason, until it is unloaded or reloaded. Callable from any thread while the
+  // BackendModel lives.
+  std::function<void(const std::string& reason)> set_unavailable;
 };
 
 struct InstanceSpec {

@@ -7,7 +7,7 @@
 #include "backends/backend.h"
 
 // Bumped whenever backend.h, the request/response structs or Tensor change layout.
-#define FLOWSERVE_BACKEND_API_VERSION 1u
+#define FLOWSERVE_BACKEND_API_VERSION 2u
 #define FLOWSERVE_BACKEND_ENTRY "FlowserveBackendCreate"
 
 // Returns a new backend for `name` (the config's backend value), owned by the caller,

@@ -15,6 +15,7 @@
 namespace flowserve {
 
 struct InferenceResponse;
+class ResponseSender;
 
 // A request or response parameter: KServe allows bool, int64, string (and double).
 using ParameterValue = std::variant<bool, int64_t, double, std::string>;
@@ -55,7 +56,14 @@ struct InferenceRequest {
   uint64_t arrival_ns = 0;
   uint64_t enqueue_ns = 0;
 
+  // Called once per response. A frontend that can deliver several (gRPC streaming, BLS)
+  // sets multiple_responses; decoupled models refuse other requests with
+  // "<endpoint> doesn't support models with decoupled transaction policy".
   ResponseCallback on_complete;
+  bool multiple_responses = false;
+  const char* endpoint = "this endpoint";
+  // Decoupled models only: set by the scheduler before Execute, in place of on_complete.
+  std::shared_ptr<ResponseSender> response_sender;
 
   const Tensor* FindInput(const std::string& name) const {
     for (const auto& t : inputs)

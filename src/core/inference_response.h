@@ -16,6 +16,10 @@ struct InferenceResponse {
   std::string id;
   std::vector<Tensor> outputs;
   Parameters parameters;
+  // Decoupled models answer a request with any number of responses; only the last one
+  // is final. A final response may carry nothing (the model sent the flag alone).
+  bool final = true;
+  bool flag_only = false;
 
   Tensor* FindOutput(const std::string& name) {
     for (auto& t : outputs)

@@ -531,10 +531,13 @@ Result<std::shared_ptr<ModelVersion>> ModelManager::Get(const std::string& name,
   }
   const ModelEntry& e = it->second;
   if (version < 0) {
+    std::string why;
     for (auto v = e.versions.rbegin(); v != e.versions.rend(); ++v) {
-      if (v->second.model) return v->second.model;
+      if (!v->second.model) continue;
+      if (!v->second.model->unavailable()) return v->second.model;
+      if (why.empty()) why = ": " + v->second.model->unavailable_reason();
     }
-    std::string why = e.error.ok() ? "" : ": " + e.error.message();
+    if (why.empty() && !e.error.ok()) why = ": " + e.error.message();
     if (why.empty() && !e.versions.empty() && !e.versions.rbegin()->second.reason.empty()) {
       why = ": " + e.versions.rbegin()->second.reason;
     }
@@ -544,6 +547,11 @@ Result<std::shared_ptr<ModelVersion>> ModelManager::Get(const std::string& name,
   if (v == e.versions.end()) {
     return NotFound("Request for unknown model: '" + name + "' version " + std::to_string(version) +
                     " is not found");
+  }
+  if (v->second.model && v->second.model->unavailable()) {
+    return Unavailable("Request for unknown model: '" + name + "' version " +
+                       std::to_string(version) +
+                       " is not at ready state: " + v->second.model->unavailable_reason());
   }
   if (!v->second.model) {
     return Unavailable("Request for unknown model: '" + name + "' version " +
@@ -579,8 +587,13 @@ std::vector<ModelIndexEntry> ModelManager::Index(bool ready_only) const {
       out.push_back({name, "", "UNAVAILABLE", e.error.message()});
     }
     for (const auto& [v, ve] : e.versions) {
-      if (ready_only && ve.state != "READY") continue;
-      out.push_back({name, std::to_string(v), ve.state, ve.reason});
+      const bool gave_up = ve.model && ve.model->unavailable();
+      if (ready_only && (ve.state != "READY" || gave_up)) continue;
+      if (gave_up) {
+        out.push_back({name, std::to_string(v), "UNAVAILABLE", ve.model->unavailable_reason()});
+      } else {
+        out.push_back({name, std::to_string(v), ve.state, ve.reason});
+      }
     }
     if (!out.empty() && out.back().name == name) listed.insert(name);
   }
@@ -604,7 +617,7 @@ bool ModelManager::AllReady() const {
     if (!e.error.ok() && !Serving(e)) return false;
     // A version still LOADING does not change readiness: what served before still does.
     for (const auto& [__, ve] : e.versions) {
-      if (ve.state == "UNAVAILABLE") return false;
+      if (ve.state == "UNAVAILABLE" || (ve.model && ve.model->unavailable())) return false;
     }
   }
   return true;
@@ -616,7 +629,7 @@ bool ModelManager::AnyFailed() const {
     if (e.unloaded) continue;
     if (!e.error.ok()) return true;
     for (const auto& [__, ve] : e.versions)
-      if (ve.state == "UNAVAILABLE") return true;
+      if (ve.state == "UNAVAILABLE" || (ve.model && ve.model->unavailable())) return true;
   }
   return false;
 }

@@ -46,6 +46,7 @@ ModelVersion::ModelVersion(std::string name, int64_t version,
       version_(version),
       config_(std::move(config)),
       model_dir_(std::move(model_dir)) {
+  decoupled_ = config_->model_transaction_policy().decoupled();
   if (IsEnsemble()) return;
   for (const auto& in : config_->input()) has_reshape_ = has_reshape_ || in.has_reshape();
   for (const auto& out : config_->output()) has_reshape_ = has_reshape_ || out.has_reshape();
@@ -86,6 +87,7 @@ Status ModelVersion::Load(
   ctx.version_dir = model_dir_ + "/" + std::to_string(version_);
   ctx.config = config_.get();
   ctx.dispatch = std::move(dispatch);
+  ctx.set_unavailable = [this](const std::string& reason) { MarkUnavailable(reason); };
   auto bc = backend_config.find(cfg.backend());
   if (bc != backend_config.end()) ctx.backend_config = bc->second;
   int total = 0;
@@ -154,11 +156,31 @@ void ModelVersion::SetResponseCache(std::shared_ptr<ResponseCache> cache) {
 }
 
 Status ModelVersion::Enqueue(std::unique_ptr<InferenceRequest>& request) {
+  if (decoupled_ && !request->multiple_responses) {
+    // Triton's words, which clients match on.
+    return Unimplemented(std::string(request->endpoint) +
+                         " doesn't support models with decoupled transaction policy (model '" +
+                         name_ + "' answers through gRPC ModelStreamInfer)");
+  }
   FS_RETURN_IF_ERROR(ValidateRequest(*this, *request));
   if (response_cache_) {
     return EnqueueThroughCache(*this, *response_cache_, cache_generation_, *executor_, request);
   }
   return executor_->Enqueue(request);
+}
+
+void ModelVersion::MarkUnavailable(const std::string& reason) {
+  {
+    std::lock_guard<std::mutex> lock(unavailable_mu_);
+    unavailable_reason_ = reason;
+  }
+  unavailable_.store(true, std::memory_order_release);
+  FS_LOG_ERROR("model '{}' version {} is UNAVAILABLE: {}", name_, version_, reason);
+}
+
+std::string ModelVersion::unavailable_reason() const {
+  std::lock_guard<std::mutex> lock(unavailable_mu_);
+  return unavailable_reason_;
 }
 
 void ModelVersion::Drain() {

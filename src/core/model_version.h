@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,13 @@ class ModelVersion {
   ModelStatistics& stats() { return stats_; }
   const ModelStatistics& stats() const { return stats_; }
   bool IsEnsemble() const;
+  // model_transaction_policy { decoupled: true }: any number of responses per request.
+  bool decoupled() const { return decoupled_; }
+  // Set by the backend (ModelLoadContext::set_unavailable) when this loaded version can
+  // no longer serve; empty while it can.
+  void MarkUnavailable(const std::string& reason);
+  bool unavailable() const { return unavailable_.load(std::memory_order_acquire); }
+  std::string unavailable_reason() const;
   // Some input or output of this (non-ensemble) model has a `reshape`.
   bool has_reshape() const { return has_reshape_; }
 
@@ -88,6 +96,10 @@ class ModelVersion {
   bool has_reshape_ = false;
   std::shared_ptr<ResponseCache> response_cache_;
   uint64_t cache_generation_ = 0;
+  bool decoupled_ = false;
+  std::atomic<bool> unavailable_{false};
+  mutable std::mutex unavailable_mu_;
+  std::string unavailable_reason_;
 };
 
 }  // namespace flowserve

@@ -10,6 +10,7 @@
 #include "common/wake_batch.h"
 #include "core/model_version.h"
 #include "core/response_finisher.h"
+#include "core/response_sender.h"
 #include "core/statistics.h"
 #include "model_config.pb.h"
 
@@ -429,6 +430,10 @@ void Scheduler::Execute(BackendInstance* instance, Batch& batch, uint64_t dequeu
     owned.push_back(std::move(resp));
     batch_size += std::max<int64_t>(1, r->batch_size);
   }
+  if (model_->decoupled()) {
+    ExecuteDecoupled(instance, batch, reqs, owned, batch_size, dequeue_ns);
+    return;
+  }
   const uint64_t infer_start = NowNs();
   instance->Execute(reqs, resps);
   const uint64_t infer_end = NowNs();
@@ -463,6 +468,38 @@ void Scheduler::Execute(BackendInstance* instance, Batch& batch, uint64_t dequeu
     batch[i].reset();  // release input buffers before the frontend writes
   }
   Deliver(seq, std::move(deliveries));
+}
+
+void Scheduler::ExecuteDecoupled(BackendInstance* instance, Batch& batch,
+                                 std::vector<InferenceRequest*>& reqs,
+                                 std::vector<std::unique_ptr<InferenceResponse>>& owned,
+                                 int64_t batch_size, uint64_t dequeue_ns) {
+  // The backend answers through each request's sender, now or later from any thread.
+  // A response it fails in `owned` ends the request with that error; one it fills while
+  // leaving the sender alone (a backend that knows nothing of decoupling) is the only
+  // and final response. Responses are not ordered across requests (preserve_ordering
+  // does not apply), as in Triton.
+  std::vector<InferenceResponse*> resps;
+  for (auto& r : owned) resps.push_back(r.get());
+  std::vector<std::shared_ptr<ResponseSender>> senders;
+  senders.reserve(batch.size());
+  for (auto& r : batch) {
+    r->response_sender = MakeResponseSender(model_, *r, dequeue_ns);
+    senders.push_back(r->response_sender);
+  }
+  const uint64_t infer_start = NowNs();
+  instance->Execute(reqs, resps);
+  const uint64_t infer_end = NowNs();
+  auto& stats = model_->stats();
+  stats.execution_count.fetch_add(1, std::memory_order_relaxed);
+  stats.last_inference_ms.store(WallClockMs(), std::memory_order_relaxed);
+  stats.RecordBatch(batch_size, infer_start - dequeue_ns, infer_end - infer_start, 0);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    batch[i].reset();  // inputs go now; the backend keeps the sender if it needs it
+    if (senders[i]->closed()) continue;
+    const bool kept = senders[i].use_count() > 1;
+    if (!owned[i]->status.ok() || !kept) (void)senders[i]->Send(std::move(owned[i]), true);
+  }
 }
 
 void Scheduler::Deliver(uint64_t seq, std::vector<Delivery> deliveries) {

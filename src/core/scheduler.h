@@ -92,6 +92,10 @@ class Scheduler {
   // Removes the first n requests in serving order.
   void TakeFront(size_t n, Batch& batch);
   void Execute(BackendInstance* instance, Batch& batch, uint64_t dequeue_ns, uint64_t seq);
+  void ExecuteDecoupled(BackendInstance* instance, Batch& batch,
+                        std::vector<InferenceRequest*>& reqs,
+                        std::vector<std::unique_ptr<InferenceResponse>>& owned, int64_t batch_size,
+                        uint64_t dequeue_ns);
   void Reject(std::unique_ptr<InferenceRequest> request, const Status& status);
   // Empties every queue; the caller answers what it got, outside mu_.
   Batch TakeAll();

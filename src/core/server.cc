@@ -119,8 +119,9 @@ void InferenceServer::Infer(std::unique_ptr<InferenceRequest> request) {
   in_flight_.fetch_add(1, std::memory_order_relaxed);
   request->on_complete = [this, cb = std::move(request->on_complete)](
                              std::unique_ptr<InferenceResponse> resp) mutable {
+    const bool final = resp->final;  // a decoupled model's request ends with its last
     cb(std::move(resp));
-    in_flight_.fetch_sub(1, std::memory_order_release);
+    if (final) in_flight_.fetch_sub(1, std::memory_order_release);
   };
   manager_->Dispatch(std::move(request));
 }

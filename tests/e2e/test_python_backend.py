@@ -356,9 +356,6 @@ def test_errors_answer_requests_and_model_keeps_serving(tmp_path):
         """, cfg("badinit", [io("X", "TYPE_FP32", [1])], [io("Y", "TYPE_FP32", [1])]))
     python_model(tmp_path, "syntax", "def broken(:\n",
                  cfg("syntax", [io("X", "TYPE_FP32", [1])], [io("Y", "TYPE_FP32", [1])]))
-    python_model(tmp_path, "decoupled", ADD_SUB,
-                 cfg("decoupled", [io("X", "TYPE_FP32", [1])], [io("Y", "TYPE_FP32", [1])],
-                     extra="model_transaction_policy { decoupled: true }"))
     with Server(tmp_path, args=["--exit-on-error=false"], wait="live") as s:
         wait_until(lambda: requests.get(f"{s.url}/v2/models/err/ready").status_code == 200)
         code, err = infer(s, "err", {"X": (np.array([1], np.float32), "FP32")})
@@ -377,7 +374,6 @@ def test_errors_answer_requests_and_model_keeps_serving(tmp_path):
         assert index["badinit"]["state"] == "UNAVAILABLE"
         assert "RuntimeError: cannot find weights.bin" in index["badinit"]["reason"]
         assert "SyntaxError" in index["syntax"]["reason"]
-        assert "not supported yet" in index["decoupled"]["reason"]
         assert stubs_of(s.proc.pid) and len(stubs_of(s.proc.pid)) == 1  # failed loads left none
 
 
@@ -429,6 +425,12 @@ def test_crash_restart_and_give_up(tmp_path):
         code, err = infer(s, "crashy", x)
         assert code >= 400 and "died 3 times" in err, err
         assert stubs_of(s.proc.pid) == []
+        # The version is marked UNAVAILABLE with the reason; the model is not ready.
+        index = {m["name"]: m for m in requests.post(f"{s.url}/v2/repository/index",
+                                                     json={}).json()}
+        assert index["crashy"]["state"] == "UNAVAILABLE"
+        assert "died 3 times" in index["crashy"]["reason"]
+        assert requests.get(f"{s.url}/v2/models/crashy/ready").status_code != 200
         # Loading it again brings it back.
         requests.post(f"{s.url}/v2/repository/models/crashy/unload", timeout=60)
         r = requests.post(f"{s.url}/v2/repository/models/crashy/load", timeout=60)

@@ -29,7 +29,9 @@
 #include "backends/python/stub_process.h"
 #include "backends/sequence_tensors.h"
 #include "common/adaptive_spin.h"
+#include "common/custom_metrics.h"
 #include "common/logging.h"
+#include "core/response_sender.h"
 #include "model_config.pb.h"
 #include "repository/model_repository.h"
 
@@ -117,6 +119,8 @@ struct ModelInfo {
   Options options;
   std::vector<std::string> output_names;
   std::map<std::string, DataType> output_types;
+  bool decoupled = false;  // model_transaction_policy { decoupled: true }
+  std::function<void(const std::string& reason)> set_unavailable;
   std::function<void(std::unique_ptr<InferenceRequest>)> dispatch;
 };
 
@@ -439,6 +443,9 @@ void DispatchBls(const ModelInfo& info, const std::shared_ptr<Channel>& channel,
     req->inputs.push_back(std::move(t.value()));
   }
   for (const auto& o : msg["o"].GetArray()) req->outputs.push_back({StrOf(o), 0});
+  // exec(decoupled=True) takes every response of a decoupled model; plain exec() one.
+  req->multiple_responses = msg.HasMember("d") && msg["d"].IsBool() && msg["d"].GetBool();
+  req->endpoint = "BLS exec(decoupled=False)";
   req->arrival_ns = NowNs();
   size_t inline_max = info.options.inline_max;
   std::string label = info.label;
@@ -456,6 +463,14 @@ void DispatchBls(const ModelInfo& info, const std::shared_ptr<Channel>& channel,
       w.String("bls_response");
       w.Key("id");
       w.Uint64(id);
+      if (!resp->final) {
+        w.Key("final");
+        w.Bool(false);
+      }
+      if (resp->flag_only && st.ok()) {
+        w.Key("null");
+        w.Bool(true);
+      }
       w.Key("error");
       if (st.ok()) {
         w.Null();
@@ -486,10 +501,15 @@ void DispatchBls(const ModelInfo& info, const std::shared_ptr<Channel>& channel,
   info.dispatch(std::move(req));
 }
 
+void HandleSideMessage(const ModelInfo& info, const std::string& who,
+                       const std::shared_ptr<Channel>& channel, const std::string& op,
+                       const rapidjson::Document& msg, const Frame& frame, uint64_t metrics_owner);
+
 // Reads frames until one whose "op" is `want`, serving log and BLS messages meanwhile.
 Status Converse(const ModelInfo& info, const std::string& who, StubProcess& proc,
                 std::string_view want, Frame& frame, rapidjson::Document& msg,
-                std::optional<Clock::time_point> deadline = std::nullopt) {
+                std::optional<Clock::time_point> deadline = std::nullopt,
+                uint64_t metrics_owner = 0) {
   for (;;) {
     FS_RETURN_IF_ERROR(proc.channel()->Receive(frame, proc.pidfd(), deadline));
     msg.Parse(frame.json().data(), frame.json().size());
@@ -497,23 +517,96 @@ Status Converse(const ModelInfo& info, const std::string& who, StubProcess& proc
       return Internal("malformed message from the Python process");
     std::string op = StrOf(msg["op"]);
     if (op == want) return Status::Ok();
-    if (op == "log") {
-      std::string level = StrOf(msg["l"]);
-      std::string text = StrOf(msg["m"]);
-      if (level == "error") {
-        FS_LOG_ERROR("{} {}: {}", info.label, who, text);
-      } else if (level == "warn") {
-        FS_LOG_WARNING("{} {}: {}", info.label, who, text);
-      } else if (level == "verbose") {
-        FS_LOG_VERBOSE(1, "{} {}: {}", info.label, who, text);
-      } else {
-        FS_LOG_INFO("{} {}: {}", info.label, who, text);
-      }
-    } else if (op == "bls") {
-      DispatchBls(info, proc.channel(), msg, frame);
+    HandleSideMessage(info, who, proc.channel(), op, msg, frame, metrics_owner);
+  }
+}
+
+// pb_utils.MetricFamily / Metric: creation and value() answer (as "bls_response", the
+// stub's one reply channel), updates do not (the stub checked them already; a failure
+// is logged).
+void HandleMetric(const ModelInfo& info, const std::string& who,
+                  const std::shared_ptr<Channel>& channel, const rapidjson::Document& msg,
+                  uint64_t owner) {
+  namespace cm = custom_metrics;
+  const std::string action = StrOf(msg["a"]);
+  auto num = [&](const char* k) {
+    return msg.HasMember(k) && msg[k].IsNumber() ? msg[k].GetDouble() : 0.0;
+  };
+  auto id = [&](const char* k) {
+    return msg.HasMember(k) && msg[k].IsUint64() ? msg[k].GetUint64() : 0;
+  };
+  Result<double> answer = 0.0;
+  if (owner == 0) {
+    answer = Unimplemented("custom metrics are not available here (auto_complete_config)");
+  } else if (action == "family") {
+    int kind = static_cast<int>(num("k"));
+    if (kind < 0 || kind > 2) {
+      answer = InvalidArgument("MetricFamily kind must be COUNTER, GAUGE or HISTOGRAM");
     } else {
-      FS_LOG_WARNING("{} {}: unexpected message '{}' from the Python process", info.label, who, op);
+      auto r = cm::AddFamily(owner, StrOf(msg["n"]), StrOf(msg["d"]), static_cast<cm::Kind>(kind));
+      answer = r.ok() ? Result<double>(static_cast<double>(*r)) : Result<double>(r.status());
     }
+  } else if (action == "metric") {
+    std::map<std::string, std::string> labels;
+    if (msg.HasMember("l") && msg["l"].IsObject())
+      for (auto it = msg["l"].MemberBegin(); it != msg["l"].MemberEnd(); ++it)
+        labels[StrOf(it->name)] = StrOf(it->value);
+    std::vector<double> buckets;
+    if (msg.HasMember("b") && msg["b"].IsArray())
+      for (const auto& b : msg["b"].GetArray())
+        if (b.IsNumber()) buckets.push_back(b.GetDouble());
+    auto r = cm::AddMetric(owner, id("f"), labels, buckets);
+    answer = r.ok() ? Result<double>(static_cast<double>(*r)) : Result<double>(r.status());
+  } else if (action == "value") {
+    answer = cm::Value(id("m"));
+  } else {
+    Status st = action == "inc"   ? cm::Increment(id("m"), num("v"))
+                : action == "set" ? cm::Set(id("m"), num("v"))
+                                  : cm::Observe(id("m"), num("v"));
+    if (!st.ok()) FS_LOG_WARNING("{} {}: metric {}: {}", info.label, who, action, st.message());
+    return;
+  }
+  std::string json = JsonOf([&](Writer& w) {
+    w.StartObject();
+    w.Key("op");
+    w.String("bls_response");
+    w.Key("id");
+    w.Uint64(id("rid"));
+    w.Key("error");
+    if (answer.ok()) {
+      w.Null();
+      w.Key("v");
+      w.Double(*answer);
+    } else {
+      WriteString(w, answer.status().message());
+    }
+    w.EndObject();
+  });
+  (void)channel->Send(json);
+}
+
+// Messages the process may send at any time: log lines, BLS requests, custom metrics.
+void HandleSideMessage(const ModelInfo& info, const std::string& who,
+                       const std::shared_ptr<Channel>& channel, const std::string& op,
+                       const rapidjson::Document& msg, const Frame& frame, uint64_t metrics_owner) {
+  if (op == "log") {
+    std::string level = StrOf(msg["l"]);
+    std::string text = StrOf(msg["m"]);
+    if (level == "error") {
+      FS_LOG_ERROR("{} {}: {}", info.label, who, text);
+    } else if (level == "warn") {
+      FS_LOG_WARNING("{} {}: {}", info.label, who, text);
+    } else if (level == "verbose") {
+      FS_LOG_VERBOSE(1, "{} {}: {}", info.label, who, text);
+    } else {
+      FS_LOG_INFO("{} {}: {}", info.label, who, text);
+    }
+  } else if (op == "bls") {
+    DispatchBls(info, channel, msg, frame);
+  } else if (op == "metric") {
+    HandleMetric(info, who, channel, msg, metrics_owner);
+  } else {
+    FS_LOG_WARNING("{} {}: unexpected message '{}' from the Python process", info.label, who, op);
   }
 }
 
@@ -572,6 +665,15 @@ class PythonInstance : public BackendInstance {
                                   (failed_.empty() ? "stopping" : failed_)));
       return;
     }
+    if (info_->decoupled) {
+      for (auto* r : requests) {
+        if (!r->response_sender) {
+          Fail(responses, Internal(info_->label + ": a decoupled model needs each request's "
+                                                  "response sender (warmup cannot run it)"));
+          return;
+        }
+      }
+    }
     Status st = Run(requests, responses);
     if (!st.ok()) {
       if (st.code() == StatusCode::kUnavailable) {
@@ -623,6 +725,7 @@ class PythonInstance : public BackendInstance {
       std::lock_guard<std::mutex> lock(segments_->mu);
       freed.swap(segments_->released);
     }
+    std::vector<uint64_t> tokens;
     std::string json = JsonOf([&](Writer& w) {
       w.StartObject();
       w.Key("op");
@@ -657,6 +760,17 @@ class PythonInstance : public BackendInstance {
         } else if (r->correlation_id != 0) {
           w.Key("c");
           w.Uint64(r->correlation_id);
+        }
+        if (r->response_sender) {
+          // Decoupled: the process answers through this token, at any time.
+          uint64_t token = next_stream_++;
+          {
+            std::lock_guard<std::mutex> lock(streams_mu_);
+            streams_[token] = r->response_sender;
+          }
+          tokens.push_back(token);
+          w.Key("q");
+          w.Uint64(token);
         }
         int flags = (r->sequence_start ? 1 : 0) | (r->sequence_end ? 2 : 0);
         if (flags) {
@@ -701,11 +815,13 @@ class PythonInstance : public BackendInstance {
     FS_RETURN_IF_ERROR(proc_->channel()->Send(
         json, {}, new_arena_fd >= 0 ? std::span<const int>(fds, 1) : std::span<const int>{}));
 
-    const Channel& channel = *proc_->channel();
-    spin_.Spin([&] { return channel.Readable(); });
     Frame frame;
     rapidjson::Document msg;
-    FS_RETURN_IF_ERROR(Converse(info, who_, *proc_, "done", frame, msg));
+    if (info.decoupled) return AwaitExecuted(tokens, responses);
+    const Channel& channel = *proc_->channel();
+    spin_.Spin([&] { return channel.Readable(); });
+    FS_RETURN_IF_ERROR(
+        Converse(info, who_, *proc_, "done", frame, msg, std::nullopt, metrics_owner_));
     FS_RETURN_IF_ERROR(UpdateSegments(msg, frame));
     if (msg.HasMember("error") && msg["error"].IsString()) {
       // execute() raised: every request of the batch gets the exception's text.
@@ -725,6 +841,138 @@ class PythonInstance : public BackendInstance {
       FillResponse(*requests[i], *responses[i], items[i], frame, maps.value(), refs);
     }
     return Status::Ok();
+  }
+
+  // Decoupled: waits for execute() to return. Its responses went (or will go) through
+  // the senders; if it raised, each request of the batch not yet finished gets the error.
+  Status AwaitExecuted(const std::vector<uint64_t>& tokens,
+                       std::span<InferenceResponse* const> responses) {
+    Frame frame;
+    rapidjson::Document msg;
+    FS_RETURN_IF_ERROR(AwaitFrame("done", frame, msg, std::nullopt));
+    std::string error = ErrorText(msg);
+    if (error.empty()) return Status::Ok();
+    LogTraceback(*info_, who_, msg);
+    {
+      std::lock_guard<std::mutex> lock(streams_mu_);
+      for (uint64_t t : tokens) streams_.erase(t);
+    }
+    Fail(responses, Internal(error));
+    return Status::Ok();
+  }
+
+  // Decoupled: the next "done"/"finalize_done" frame the reader set aside.
+  Status AwaitFrame(std::string_view want, Frame& frame, rapidjson::Document& msg,
+                    std::optional<Clock::time_point> deadline) {
+    std::unique_lock<std::mutex> lock(inbox_->mu);
+    for (;;) {
+      auto ready = [&] { return !inbox_->frames.empty() || inbox_->ended; };
+      if (deadline) {
+        if (!inbox_->cv.wait_until(lock, *deadline, ready))
+          return Status(StatusCode::kDeadlineExceeded,
+                        "no '" + std::string(want) + "' from the Python process");
+      } else {
+        inbox_->cv.wait(lock, ready);
+      }
+      if (inbox_->frames.empty()) return inbox_->end;
+      frame = std::move(inbox_->frames.front());
+      inbox_->frames.pop_front();
+      msg.Parse(frame.json().data(), frame.json().size());
+      if (!msg.HasParseError() && msg.IsObject() && StrOf(msg["op"]) == want) return Status::Ok();
+    }
+  }
+
+  // Decoupled: reads every frame of the process, from init_done until it ends. Responses
+  // go straight to their senders; "done" and "finalize_done" to whoever waits in
+  // AwaitFrame. When the process is gone, requests still open end with an error.
+  void ReadLoop(StubProcess* proc) {
+    Status end;
+    for (;;) {
+      Frame frame;
+      end = proc->channel()->Receive(frame, proc->pidfd());
+      if (!end.ok()) break;
+      rapidjson::Document msg;
+      msg.Parse(frame.json().data(), frame.json().size());
+      if (msg.HasParseError() || !msg.IsObject() || !msg.HasMember("op")) {
+        FS_LOG_WARNING("{} {}: malformed message from the Python process", info_->label, who_);
+        continue;
+      }
+      std::string op = StrOf(msg["op"]);
+      if (op == "response") {
+        DeliverStreamResponse(msg, frame);
+      } else if (op == "done" || op == "finalize_done") {
+        std::lock_guard<std::mutex> lock(inbox_->mu);
+        inbox_->frames.push_back(std::move(frame));
+        inbox_->cv.notify_all();
+      } else {
+        HandleSideMessage(*info_, who_, proc->channel(), op, msg, frame, metrics_owner_);
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lock(inbox_->mu);
+      inbox_->ended = true;
+      inbox_->end = Unavailable(end.message());
+      inbox_->cv.notify_all();
+    }
+    FailStreams(Unavailable(info_->label + " " + who_ + ": the Python process (pid " +
+                            std::to_string(proc->pid()) +
+                            ") ended before sending the request's final response"));
+  }
+
+  void DeliverStreamResponse(const rapidjson::Document& msg, const Frame& frame) {
+    if (!msg.HasMember("q") || !msg["q"].IsUint64()) return;
+    const uint64_t token = msg["q"].GetUint64();
+    const bool final = !msg.HasMember("final") || !msg["final"].IsBool() || msg["final"].GetBool();
+    std::shared_ptr<ResponseSender> sender;
+    {
+      std::lock_guard<std::mutex> lock(streams_mu_);
+      auto it = streams_.find(token);
+      if (it == streams_.end()) {
+        // execute() raised after handing the sender to a thread: the request already
+        // ended with that error.
+        FS_LOG_VERBOSE(1, "{} {}: response for a finished request dropped", info_->label, who_);
+        return;
+      }
+      sender = it->second;
+      if (final) streams_.erase(it);
+    }
+    std::unique_ptr<InferenceResponse> resp;
+    if (!msg.HasMember("null")) {
+      resp = std::make_unique<InferenceResponse>();
+      auto maps = MapAll(frame);
+      if (!maps.ok()) {
+        resp->status = Internal(maps.status().message());
+      } else {
+        static const InferenceRequest kAllOutputs;  // the sender selects the requested ones
+        SegmentRefs refs{segments_, {}};
+        FillResponse(kAllOutputs, *resp, msg, frame, maps.value(), refs);
+      }
+    }
+    Status st = sender->Send(std::move(resp), final);
+    if (!st.ok()) FS_LOG_WARNING("{} {}: {}", info_->label, who_, st.message());
+  }
+
+  void FailStreams(const Status& st) {
+    std::map<uint64_t, std::shared_ptr<ResponseSender>> open;
+    {
+      std::lock_guard<std::mutex> lock(streams_mu_);
+      open.swap(streams_);
+    }
+    for (auto& [_, sender] : open) {
+      auto resp = std::make_unique<InferenceResponse>();
+      resp->status = st;
+      (void)sender->Send(std::move(resp), /*final=*/true);
+    }
+  }
+
+  void StartReader() {
+    inbox_ = std::make_shared<Inbox>();
+    reader_ = std::thread([this, proc = proc_.get()] { ReadLoop(proc); });
+  }
+
+  // Returns once the reader saw the process end (call after it was told to or did).
+  void JoinReader() {
+    if (reader_.joinable()) reader_.join();
   }
 
   // Applies a reply's pool changes: segments the stub unmapped, and new ones (mapped here
@@ -820,8 +1068,10 @@ class PythonInstance : public BackendInstance {
     FS_RETURN_IF_ERROR(proc->channel()->Send(json));
     Frame frame;
     rapidjson::Document msg;
-    Status st = Converse(info, who_, *proc, "init_done", frame, msg);
+    metrics_owner_ = custom_metrics::NewOwner();
+    Status st = Converse(info, who_, *proc, "init_done", frame, msg, std::nullopt, metrics_owner_);
     if (!st.ok()) {
+      ReleaseMetrics();
       std::string how = proc->WaitAndDescribe(/*reap=*/true);
       return Unavailable("the Python process (" + info.options.python + " " + info.stub_path +
                          ") " + how + " before initialize() returned");
@@ -830,13 +1080,21 @@ class PythonInstance : public BackendInstance {
     if (!error.empty()) {
       LogTraceback(info, who_, msg);
       proc->StopWithin(std::chrono::milliseconds(0));
+      ReleaseMetrics();
       return InvalidArgument("initialize() failed: " + error);
     }
     FS_LOG_VERBOSE(1, "{} {}: Python process {} ready", info.label, who_, proc->pid());
     proc_ = std::move(proc);
     proc_dead_ = false;
     segments_ = std::make_shared<SegmentCache>();  // the new process has its own pool
+    if (info.decoupled) StartReader();
     return Status::Ok();
+  }
+
+  // The model's custom metrics leave /metrics with its process.
+  void ReleaseMetrics() {
+    if (metrics_owner_ != 0) custom_metrics::ReleaseOwner(metrics_owner_);
+    metrics_owner_ = 0;
   }
 
   void Supervise(std::promise<Status>& started) {
@@ -863,6 +1121,8 @@ class PythonInstance : public BackendInstance {
       // The process died. Execute (if running) sees it too and answers its requests;
       // taking mu_ waits for that.
       std::unique_lock<std::mutex> lock(mu_);
+      JoinReader();      // it ends with the process, failing the requests still open
+      ReleaseMetrics();  // initialize() of the next process makes them again
       pid_t pid = proc_->pid();
       std::string how = proc_->WaitAndDescribe(/*reap=*/true);
       proc_.reset();
@@ -879,6 +1139,7 @@ class PythonInstance : public BackendInstance {
                   std::to_string(pid) + " " + how +
                   "); not restarting it (unload and load the model to start over)";
         FS_LOG_ERROR("{} {}: {}", info_->label, who_, failed_);
+        if (info_->set_unavailable) info_->set_unavailable(who_ + ": " + failed_);
         cv_.notify_all();
         continue;  // pidfd is gone: wait for stop only
       }
@@ -888,6 +1149,7 @@ class PythonInstance : public BackendInstance {
       if (!restarted.ok()) {
         failed_ = "restarting the Python process failed: " + restarted.message();
         FS_LOG_ERROR("{} {}: {}", info_->label, who_, failed_);
+        if (info_->set_unavailable) info_->set_unavailable(who_ + ": " + failed_);
       } else {
         FS_LOG_INFO("{} {}: Python process restarted (pid {})", info_->label, who_, proc_->pid());
       }
@@ -902,7 +1164,10 @@ class PythonInstance : public BackendInstance {
     if (sent.ok()) {
       Frame frame;
       rapidjson::Document msg;
-      Status st2 = Converse(*info_, who_, *proc_, "finalize_done", frame, msg, deadline);
+      // A decoupled model's threads may still be answering while finalize() waits for them.
+      Status st2 = info_->decoupled ? AwaitFrame("finalize_done", frame, msg, deadline)
+                                    : Converse(*info_, who_, *proc_, "finalize_done", frame, msg,
+                                               deadline, metrics_owner_);
       if (st2.code() == StatusCode::kDeadlineExceeded) {
         FS_LOG_WARNING("{} {}: finalize() did not return within {} ms; killing the process",
                        info_->label, who_, info_->options.finalize_timeout.count());
@@ -910,7 +1175,9 @@ class PythonInstance : public BackendInstance {
     }
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     proc_->StopWithin(std::max(left, std::chrono::milliseconds(100)));
+    JoinReader();
     proc_.reset();
+    ReleaseMetrics();
   }
 
   std::shared_ptr<const ModelInfo> info_;
@@ -929,6 +1196,23 @@ class PythonInstance : public BackendInstance {
   int restarts_ = 0;
   std::shared_ptr<Mapping> arena_;
   std::shared_ptr<SegmentCache> segments_;
+
+  // Decoupled models only.
+  struct Inbox {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<Frame> frames;
+    bool ended = false;
+    Status end;
+  };
+  std::shared_ptr<Inbox> inbox_;
+  std::thread reader_;
+  uint64_t next_stream_ = 1;  // under mu_
+  // Whose custom metrics the current process made; set before initialize() runs, read
+  // by the reader thread while the process lives.
+  uint64_t metrics_owner_ = 0;
+  std::mutex streams_mu_;
+  std::map<uint64_t, std::shared_ptr<ResponseSender>> streams_;  // open requests by token
 };
 
 class PythonModel : public BackendModel {
@@ -990,11 +1274,7 @@ class PythonBackend : public Backend {
     const auto& cfg = *ctx.config;
     auto info = std::make_shared<ModelInfo>();
     FS_RETURN_IF_ERROR(ResolveFiles(ctx, cfg, *info));
-    if (cfg.has_model_transaction_policy() && cfg.model_transaction_policy().decoupled()) {
-      return Unimplemented(info->label +
-                           ": decoupled Python models (model_transaction_policy { decoupled: "
-                           "true }) are not supported yet");
-    }
+    info->decoupled = cfg.model_transaction_policy().decoupled();
     info->config_json = ModelConfigToJson(cfg);
     for (const auto& out : cfg.output()) {
       info->output_names.push_back(out.name());
@@ -1006,6 +1286,7 @@ class PythonBackend : public Backend {
       info->output_types[t.name] = t.dtype;
     }
     info->dispatch = ctx.dispatch;
+    info->set_unavailable = ctx.set_unavailable;
     FS_LOG_INFO("{}: {} runs in {} (one process per instance)", info->label, info->model_file,
                 info->options.python);
     return std::unique_ptr<BackendModel>(new PythonModel(std::move(info)));

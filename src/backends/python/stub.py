@@ -13,6 +13,7 @@ server thread that started it exits: PR_SET_PDEATHSIG, set before exec).
 """
 import array
 import asyncio
+import collections
 import importlib.util
 import json
 import mmap
@@ -265,14 +266,78 @@ class Ipc:
         self.arena = None
         self.next_id = 1
         self.cond = threading.Condition()
-        self.results = {}
+        self.results = {}  # BLS id -> deque of (msg, tail, fds)
+        self.inbox = collections.deque()  # frames for the main loop a BLS waiter read
         self.reading = False
         self.executor = None
 
     def log(self, level, message):
         self.ch.send({"op": "log", "l": level, "m": message})
 
-    def _send_bls(self, req):
+    def recv_main(self):
+        """The main loop's next frame. The socket has one reader at a time: the main
+        loop while idle, a BLS waiter while it waits (possibly on a model.py thread while
+        the main loop is idle too); each hands the other's frames over."""
+        with self.cond:
+            while True:
+                if self.inbox:
+                    return self.inbox.popleft()
+                if not self.reading:
+                    break
+                self.cond.wait()
+            self.reading = True
+        while True:
+            try:
+                frame = self.ch.recv()
+            except (EOFError, ConnectionError):
+                os._exit(0)
+            if frame[0].get("op") != "bls_response":
+                with self.cond:
+                    self.reading = False
+                    self.cond.notify_all()
+                return frame
+            with self.cond:
+                self.results.setdefault(frame[0]["id"], collections.deque()).append(frame)
+                self.cond.notify_all()
+
+    def send_response(self, token, response, final):
+        """A decoupled model's response (None: the final flag alone)."""
+        msg = {"op": "response", "q": token, "final": bool(final)}
+        tail, fds = None, []
+        if response is None:
+            msg["null"] = True
+        elif response.has_error():
+            msg["e"] = response.error().message()
+            msg["c"] = response.error().code()
+        else:
+            enc = Encoder(self.inline_max)
+            msg["o"] = [enc.add(t) for t in response.output_tensors()]
+            tail, fds, _ = enc.finish()
+            if response.parameters() not in ("{}", ""):
+                msg["p"] = response.parameters()
+        try:
+            self.ch.send(msg, tail, fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def metric_send(self, msg):
+        self.ch.send({"op": "metric", **msg})
+
+    def metric_call(self, msg):
+        """A custom metric request the server answers (a number)."""
+        with self.cond:
+            rid = self.next_id
+            self.next_id += 1
+        self.ch.send({"op": "metric", "rid": rid, **msg})
+        reply, _tail, fds = self._wait_frame(rid)
+        for fd in fds:
+            os.close(fd)
+        if reply.get("error") is not None:
+            raise pb_utils.TritonModelException(reply["error"])
+        return reply["v"]
+
+    def _send_bls(self, req, decoupled=False):
         if not isinstance(req.model_name(), str) or not req.model_name():
             raise pb_utils.TritonModelException("InferenceRequest needs a model_name for exec()")
         enc = Encoder(self.inline_max)
@@ -285,6 +350,8 @@ class Ipc:
                "o": list(req.requested_output_names()), "i": descs, "rid": req.request_id(),
                "c": req.correlation_id(), "t": int(req.timeout()), "p": req.parameters(),
                "f": int(req.flags())}
+        if decoupled:
+            msg["d"] = True
         try:
             self.ch.send(msg, tail, fds)
         finally:
@@ -293,43 +360,84 @@ class Ipc:
         return rid
 
     def _wait(self, rid):
-        """Waits for BLS response `rid`; one waiting thread at a time reads the socket and
-        hands other responses to their waiters."""
+        """Waits for the next response to BLS request `rid` -> (InferenceResponse, final)."""
+        msg, tail, fds = self._wait_frame(rid)
+        final = msg.get("final", True)
+        maps = _map_fds(fds)
+        if msg.get("error") is not None:
+            return pb_utils.InferenceResponse(error=pb_utils.TritonError(msg["error"])), final
+        if msg.get("null"):
+            return pb_utils.InferenceResponse(), final
+        outputs = _decode_tensors(msg.get("o", []), tail, maps, None)
+        return pb_utils.InferenceResponse(output_tensors=outputs,
+                                          parameters=msg.get("p") or "{}"), final
+
+    def _wait_frame(self, rid):
+        """The next reply frame to request `rid`. One thread at a time reads the socket
+        and hands what it read to its owner."""
         with self.cond:
-            while rid not in self.results:
+            while not self.results.get(rid):
                 if self.reading:
                     self.cond.wait()
                     continue
                 self.reading = True
                 self.cond.release()
                 try:
-                    msg, tail, fds = self.ch.recv()
-                except EOFError:
+                    frame = self.ch.recv()
+                except (EOFError, ConnectionError):
                     os._exit(0)
                 finally:
                     self.cond.acquire()
                     self.reading = False
-                if msg.get("op") == "bls_response":
-                    self.results[msg["id"]] = (msg, tail, fds)
+                if frame[0].get("op") == "bls_response":
+                    self.results.setdefault(frame[0]["id"], collections.deque()).append(frame)
+                else:
+                    self.inbox.append(frame)  # the main loop's
                 self.cond.notify_all()
-            msg, tail, fds = self.results.pop(rid)
-        maps = _map_fds(fds)
-        if msg.get("error") is not None:
-            return pb_utils.InferenceResponse(error=pb_utils.TritonError(msg["error"]))
-        outputs = _decode_tensors(msg.get("o", []), tail, maps, None)
-        return pb_utils.InferenceResponse(output_tensors=outputs,
-                                          parameters=msg.get("p") or "{}")
+            queue = self.results[rid]
+            frame = queue.popleft()
+            if frame[0].get("final", True):
+                del self.results[rid]
+        return frame
 
     def bls(self, req):
-        return self._wait(self._send_bls(req))
+        return self._wait(self._send_bls(req))[0]
 
-    def bls_async(self, req):
-        rid = self._send_bls(req)
+    def bls_stream(self, req):
+        """exec(decoupled=True): an iterator over every response, the final one last
+        (an empty response when the model sent the final flag alone)."""
+        rid = self._send_bls(req, decoupled=True)
+
+        def responses():
+            while True:
+                resp, final = self._wait(rid)
+                yield resp
+                if final:
+                    return
+        return responses()
+
+    def bls_stream_async(self, req):
+        rid = self._send_bls(req, decoupled=True)
+
+        def collect():
+            out = []
+            while True:
+                resp, final = self._wait(rid)
+                out.append(resp)
+                if final:
+                    return iter(out)
+        return self._executor_run(collect)
+
+    def _executor_run(self, fn, *args):
         loop = asyncio.get_event_loop()
         if self.executor is None:
             import concurrent.futures
             self.executor = concurrent.futures.ThreadPoolExecutor(8, "flowserve-bls")
-        return loop.run_in_executor(self.executor, self._wait, rid)
+        return loop.run_in_executor(self.executor, fn, *args)
+
+    def bls_async(self, req):
+        rid = self._send_bls(req)
+        return self._executor_run(lambda: self._wait(rid)[0])
 
 
 def _error_text(exc):
@@ -376,13 +484,17 @@ class Stub:
         self.async_execute = False
         self.ipc = None
         self.pool = OutputPool()
+        self.decoupled = False
 
     def run(self):
         while True:
-            try:
-                msg, tail, fds = self.ch.recv()
-            except (EOFError, ConnectionError):
-                os._exit(0)
+            if self.ipc is not None:
+                msg, tail, fds = self.ipc.recv_main()
+            else:
+                try:
+                    msg, tail, fds = self.ch.recv()
+                except (EOFError, ConnectionError):
+                    os._exit(0)
             op = msg.get("op")
             if op == "execute":
                 self.execute(msg, fds)
@@ -405,6 +517,8 @@ class Stub:
         self._setup_ipc(msg)
         try:
             cls = _load_model_class(msg["model_file"], msg["version_dir"], msg.get("env_path"))
+            policy = json.loads(msg["args"]["model_config"]).get("model_transaction_policy", {})
+            self.decoupled = bool(policy.get("decoupled", False))
             self.model = cls()
             if hasattr(self.model, "initialize"):
                 self.model.initialize(msg["args"])
@@ -452,14 +566,28 @@ class Stub:
             requests = []
             for r in msg["r"]:
                 inputs = _decode_tensors(r["i"], None, None, self.arena)
-                requests.append(pb_utils.InferenceRequest(
+                request = pb_utils.InferenceRequest(
                     model_name=msg.get("m", ""), requested_output_names=r["o"], inputs=inputs,
                     request_id=r.get("id", ""), correlation_id=r.get("c", 0), flags=r.get("f", 0),
-                    parameters=r.get("p", "{}")))
+                    parameters=r.get("p", "{}"))
+                if self.decoupled:
+                    # Threads of model.py may read the inputs after execute() returned,
+                    # when the arena already holds the next batch: they get their own copy.
+                    for t in inputs:
+                        t._data = t._data.copy()
+                    request._sender = pb_utils.InferenceResponseSender(self.ipc, r["q"])
+                requests.append(request)
             if self.async_execute:
                 responses = self.loop.run_until_complete(self.model.execute(requests))
             else:
                 responses = self.model.execute(requests)
+            if self.decoupled:
+                if responses is not None:
+                    raise pb_utils.TritonModelException(
+                        "execute() of a decoupled model must return None (it answers through "
+                        "request.get_response_sender())")
+                self.ch.send({"op": "done"})
+                return
             if not isinstance(responses, (list, tuple)) or len(responses) != len(requests):
                 got = len(responses) if isinstance(responses, (list, tuple)) else type(responses).__name__
                 raise pb_utils.TritonModelException(

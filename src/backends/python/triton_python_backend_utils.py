@@ -5,6 +5,7 @@ unchanged. The process plumbing (control socket, shared memory) lives in stub.py
 sets _ipc before the model is imported.
 """
 import json
+import threading
 
 import numpy as np
 
@@ -274,24 +275,60 @@ class InferenceRequest:
         return False
 
     def get_response_sender(self):
-        raise TritonModelException(
-            "get_response_sender: decoupled models are not supported by flowserve yet")
+        """The sender of a decoupled model's responses to this request."""
+        sender = getattr(self, "_sender", None)
+        if sender is None:
+            raise TritonModelException(
+                "get_response_sender() is only available in decoupled models "
+                "(model_transaction_policy { decoupled: true })")
+        return sender
 
     def exec(self, decoupled=False):
-        """Runs this request on model_name in the server and waits for its response."""
-        if decoupled:
-            raise TritonModelException("exec(decoupled=True) is not supported by flowserve yet")
+        """Runs this request on model_name in the server and waits for its response; with
+        decoupled=True, returns an iterator over all of a decoupled model's responses."""
         if _ipc is None:
             raise TritonModelException("BLS is only available inside the server")
-        return _ipc.bls(self)
+        return _ipc.bls_stream(self) if decoupled else _ipc.bls(self)
 
     def async_exec(self, decoupled=False):
         """Like exec(), but returns an awaitable; await it inside an async execute()."""
-        if decoupled:
-            raise TritonModelException("async_exec(decoupled=True) is not supported by flowserve yet")
         if _ipc is None:
             raise TritonModelException("BLS is only available inside the server")
-        return _ipc.bls_async(self)
+        return _ipc.bls_stream_async(self) if decoupled else _ipc.bls_async(self)
+
+
+class InferenceResponseSender:
+    """Sends a decoupled model's responses to one request, from any thread, at any time:
+    any number of them, then TRITONSERVER_RESPONSE_COMPLETE_FINAL (with the last one,
+    or alone with response=None)."""
+
+    def __init__(self, ipc, token):
+        self._ipc = ipc
+        self._token = token
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def send(self, response=None, flags=0):
+        if flags not in (0, TRITONSERVER_RESPONSE_COMPLETE_FINAL):
+            raise TritonModelException(f"send(): unknown flags {flags}")
+        final = flags == TRITONSERVER_RESPONSE_COMPLETE_FINAL
+        if response is None and not final:
+            raise TritonModelException(
+                "send(): a response is required unless flags is "
+                "TRITONSERVER_RESPONSE_COMPLETE_FINAL")
+        if response is not None and not isinstance(response, InferenceResponse):
+            raise TritonModelException(
+                f"send(): expected an InferenceResponse, got {type(response).__name__}")
+        with self._lock:
+            if self._closed:
+                raise TritonModelException(
+                    "Unable to send response. Response sender has been closed.")
+            self._ipc.send_response(self._token, response, final)
+            if final:
+                self._closed = True
+
+    def is_cancelled(self):
+        return False
 
 
 def get_input_tensor_by_name(inference_request, name):
@@ -320,6 +357,11 @@ def get_output_config_by_name(model_config, name):
         if c["name"] == name:
             return c
     return None
+
+
+def using_decoupled_model_transaction_policy(model_config):
+    """Whether a model config (the parsed model_config dict) makes the model decoupled."""
+    return bool(model_config.get("model_transaction_policy", {}).get("decoupled", False))
 
 
 class Logger:
@@ -411,18 +453,71 @@ class ModelConfig:
         self._config.setdefault("instance_group", []).append(dict(instance_group))
 
 
-class MetricFamily:
-    """Custom metrics are not available yet: constructing one fails with a clear message
-    (and so does the model's initialize(), naming the reason)."""
-    COUNTER = 0
-    GAUGE = 1
-    HISTOGRAM = 2
+COUNTER = 0
+GAUGE = 1
+HISTOGRAM = 2
 
-    def __init__(self, name, description, kind=0):
-        raise TritonModelException(
-            f"MetricFamily('{name}'): custom metrics are not supported by flowserve yet")
+
+class MetricFamily:
+    """A family of custom metrics shown on the server's /metrics endpoint (Prometheus
+    text format). The same name in several models or instances is one family (the first
+    description wins; another kind is an error). Gone when the model unloads."""
+    COUNTER = COUNTER
+    GAUGE = GAUGE
+    HISTOGRAM = HISTOGRAM
+
+    def __init__(self, name, description, kind=COUNTER):
+        if kind not in (COUNTER, GAUGE, HISTOGRAM):
+            raise TritonModelException(
+                f"MetricFamily('{name}'): kind must be COUNTER, GAUGE or HISTOGRAM")
+        if _ipc is None:
+            raise TritonModelException("MetricFamily is only available inside the server")
+        self._name = name
+        self._kind = kind
+        self._id = int(_ipc.metric_call({"a": "family", "n": str(name), "d": str(description),
+                                         "k": int(kind)}))
+
+    def Metric(self, labels=None, buckets=None):
+        return Metric(self, labels, buckets)
 
 
 class Metric:
-    def __init__(self, *args, **kwargs):
-        raise TritonModelException("Metric: custom metrics are not supported by flowserve yet")
+    """One label set of a MetricFamily: increment() (counters, gauges), set() (gauges),
+    observe() (histograms, which need buckets), value()."""
+
+    def __init__(self, family, labels=None, buckets=None):
+        if not isinstance(family, MetricFamily):
+            raise TritonModelException("Metric needs a MetricFamily")
+        labels = dict(labels or {})
+        for k, v in labels.items():
+            if not isinstance(k, str) or not isinstance(v, str):
+                raise TritonModelException("Metric labels must map str to str")
+        if family._kind == HISTOGRAM and not buckets:
+            raise TritonModelException(
+                f"Metric of histogram '{family._name}' needs buckets (upper bounds)")
+        self._family = family
+        msg = {"a": "metric", "f": family._id, "l": labels}
+        if buckets:
+            msg["b"] = [float(b) for b in buckets]
+        self._id = int(_ipc.metric_call(msg))
+
+    def increment(self, value):
+        if self._family._kind == HISTOGRAM:
+            raise TritonModelException("increment() is not supported by histograms")
+        if self._family._kind == COUNTER and value < 0:
+            raise TritonModelException("a counter cannot be incremented by a negative value")
+        _ipc.metric_send({"a": "inc", "m": self._id, "v": float(value)})
+
+    def set(self, value):
+        if self._family._kind != GAUGE:
+            raise TritonModelException("set() is only supported by gauges")
+        _ipc.metric_send({"a": "set", "m": self._id, "v": float(value)})
+
+    def observe(self, value):
+        if self._family._kind != HISTOGRAM:
+            raise TritonModelException("observe() is only supported by histograms")
+        _ipc.metric_send({"a": "observe", "m": self._id, "v": float(value)})
+
+    def value(self):
+        """The current value (a histogram's: the sum of its observations)."""
+        return _ipc.metric_call({"a": "value", "m": self._id})

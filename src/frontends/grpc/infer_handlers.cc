@@ -108,6 +108,7 @@ grpc::ServerUnaryReactor* HandleModelInfer(InferenceServer* server,
   // drops the request's (input tensors) before this runs. Holding one until after
   // Finish makes the reference count itself order these writes before the pair's
   // Clear() and reuse, instead of relying only on grpc's hand-off of the finished call.
+  core_request->endpoint = "ModelInfer RPC";
   core_request->on_complete =
       [reactor, response, owner = std::move(owner),
        shm_outputs = std::move(shm_outputs)](std::unique_ptr<InferenceResponse> r) mutable {
@@ -194,22 +195,29 @@ class StreamInferReactor
       ++in_flight_;
     }
     refs_.fetch_add(1, std::memory_order_relaxed);
+    // A decoupled model answers with any number of responses, the last one final. As
+    // Triton: with triton_enable_empty_final_response every response says whether it is
+    // the final one, and a final flag sent alone becomes an empty response; without it,
+    // a final flag alone sends nothing.
+    request->multiple_responses = true;
     request->on_complete = [this, final_flag, id = msg->id(), model = msg->model_name(),
                             version = msg->model_version(), shm_outputs = std::move(shm_outputs)](
                                std::unique_ptr<InferenceResponse> r) {
+      const bool final = r->final;
       auto out = std::make_unique<ModelStreamInferResponse>();
       Status done = r->status;
       if (done.ok()) {
         ModelInferResponse* infer = out->mutable_infer_response();
         done = ToModelInferResponse(*r, shm_outputs, infer);
         if (final_flag)
-          (*infer->mutable_parameters())["triton_final_response"].set_bool_param(true);
+          (*infer->mutable_parameters())["triton_final_response"].set_bool_param(final);
       }
       if (!done.ok()) {
         out = std::make_unique<ModelStreamInferResponse>();
         FillError(out.get(), done, id, model, version);
       }
-      Push(std::move(out));
+      if (!r->flag_only || final_flag || !done.ok()) Push(std::move(out));
+      if (!final) return;
       {
         std::lock_guard<std::mutex> lock(mu_);
         --in_flight_;

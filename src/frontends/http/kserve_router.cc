@@ -230,6 +230,7 @@ class Router {
       return respond(ErrorReply(parsed.status().WithContext("model '" + name + "': ")));
     }
     std::unique_ptr<InferenceRequest> request = std::move(parsed).value();
+    request->endpoint = "HTTP end point";
     // Serialized on the thread that finished the request; the listener then makes the
     // single hand-off back to the connection's I/O thread.
     request->on_complete = [respond = std::move(respond), format = std::move(format)](

@@ -4,6 +4,7 @@
 #include <functional>
 
 #include "core/response_cache.h"
+#include "common/custom_metrics.h"
 #include "core/server.h"
 #include "frontends/http/http_listener.h"
 #include "frontends/metrics/metrics_settings.h"
@@ -221,7 +222,7 @@ std::string RenderMetrics(InferenceServer& server, const MetricsSettings& settin
              "Virtual memory size of this process in bytes",
              std::to_string(p.process_virtual_bytes));
   }
-  return x.Take();
+  return x.Take() + custom_metrics::Render();  // what model code defined
 }
 
 std::string RenderMetrics(InferenceServer& server, const MetricsOptions& options) {
