@@ -15,6 +15,7 @@
 namespace flowserve {
 
 struct InferenceResponse;
+struct RequestTrace;
 
 // A request or response parameter: KServe allows bool, int64, string (and double).
 using ParameterValue = std::variant<bool, int64_t, double, std::string>;
@@ -56,6 +57,8 @@ struct InferenceRequest {
   uint64_t enqueue_ns = 0;
 
   ResponseCallback on_complete;
+  // Set when this request is sampled for tracing (core/request_trace.h).
+  std::shared_ptr<RequestTrace> trace;
 
   const Tensor* FindInput(const std::string& name) const {
     for (const auto& t : inputs)

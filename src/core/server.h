@@ -17,6 +17,7 @@ namespace flowserve {
 
 class ModelManager;
 class RepositoryPoller;
+class TraceManager;
 
 struct ModelIndexEntry {
   std::string name;
@@ -39,6 +40,8 @@ class InferenceServer {
   ~InferenceServer();
 
   const ServerOptions& options() const { return options_; }
+  // Trace settings and sampling (the trace extension).
+  TraceManager& tracer() const { return *tracer_; }
   bool IsLive() const { return !stopped_.load(); }
   bool IsReady() const;
   // True when any model failed to load at start-up (for --exit-on-error).
@@ -68,6 +71,7 @@ class InferenceServer {
   explicit InferenceServer(const ServerOptions& options);
 
   ServerOptions options_;
+  std::unique_ptr<TraceManager> tracer_;  // outlives the models: traces end before it
   std::unique_ptr<ModelManager> manager_;
   std::unique_ptr<RepositoryPoller> poller_;  // poll mode only
   std::atomic<bool> shutting_down_{false};

@@ -23,6 +23,9 @@ struct ServerOptions {
   std::string server_id = "triton";
   // --backend-config=<backend>,<key>=<value>
   std::map<std::string, std::map<std::string, std::string>> backend_config;
+  // Startup trace settings (--trace-config), as core/trace_settings.h parses them;
+  // empty: Triton's defaults (tracing off).
+  std::map<std::string, std::vector<std::string>> trace_settings;
 };
 
 }  // namespace flowserve
