@@ -4,6 +4,7 @@
 
 #include "common/logging.h"
 #include "core/inference_response.h"
+#include "core/request_trace.h"
 #include "core/response_finisher.h"
 #include "model_config.pb.h"
 
@@ -57,6 +58,11 @@ Status EnsembleScheduler::Enqueue(std::unique_ptr<InferenceRequest>& request) {
     run->waiting[i] = static_cast<int>(plan_.steps[i].input_tensors.size());
   }
   request->enqueue_ns = NowNs();
+  // An ensemble's own trace has no COMPUTE_* points: its steps carry them, each in a
+  // child trace linked by parent_id.
+  if (request->trace) {
+    TraceQueued(*request->trace, model_->version(), request->enqueue_ns, request->inputs);
+  }
   std::vector<int> ready;
   {
     std::lock_guard<std::mutex> lock(run->mu);
@@ -81,6 +87,7 @@ void EnsembleScheduler::Start(const std::shared_ptr<Run>& run, const std::vector
   for (int s : steps) {
     const auto& step = plan_.steps[s];
     auto req = std::make_unique<InferenceRequest>();
+    std::shared_ptr<RequestTrace> parent_trace;
     {
       std::lock_guard<std::mutex> lock(run->mu);
       if (run->finished) return;
@@ -91,6 +98,7 @@ void EnsembleScheduler::Start(const std::shared_ptr<Run>& run, const std::vector
       req->parameters = outer.parameters;
       req->priority = outer.priority;
       req->timeout_us = outer.timeout_us;
+      parent_trace = outer.trace;
       for (const auto& b : step.inputs) {
         const Tensor& t = run->tensors[b.tensor];
         if (t.dtype == DataType::kInvalid) continue;  // an absent optional input
@@ -104,6 +112,10 @@ void EnsembleScheduler::Start(const std::shared_ptr<Run>& run, const std::vector
     req->on_complete = [this, run, s](std::unique_ptr<InferenceResponse> resp) {
       OnStepDone(run, s, std::move(resp));
     };
+    if (parent_trace) {
+      req->trace = StartChildTrace(*parent_trace, step.model_name, req->arrival_ns);
+      TraceUntilComplete(*req);
+    }
     dispatch_(std::move(req));
   }
 }

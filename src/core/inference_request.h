@@ -16,6 +16,7 @@ namespace flowserve {
 
 struct InferenceResponse;
 class ResponseSender;
+struct RequestTrace;
 
 // A request or response parameter: KServe allows bool, int64, string (and double).
 using ParameterValue = std::variant<bool, int64_t, double, std::string>;
@@ -64,6 +65,8 @@ struct InferenceRequest {
   const char* endpoint = "this endpoint";
   // Decoupled models only: set by the scheduler before Execute, in place of on_complete.
   std::shared_ptr<ResponseSender> response_sender;
+  // Set when this request is sampled for tracing (core/request_trace.h).
+  std::shared_ptr<RequestTrace> trace;
 
   const Tensor* FindInput(const std::string& name) const {
     for (const auto& t : inputs)

@@ -9,6 +9,7 @@
 #include "common/logging.h"
 #include "common/wake_batch.h"
 #include "core/model_version.h"
+#include "core/request_trace.h"
 #include "core/response_finisher.h"
 #include "core/response_sender.h"
 #include "core/statistics.h"
@@ -178,6 +179,9 @@ Status Scheduler::Enqueue(std::unique_ptr<InferenceRequest>& request) {
     timeout_us = request->timeout_us;
   }
   request->enqueue_ns = NowNs();
+  if (request->trace) {
+    TraceQueued(*request->trace, model_->version(), request->enqueue_ns, request->inputs);
+  }
   const uint64_t deadline = timeout_us > 0 ? request->enqueue_ns + timeout_us * 1000 : 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -457,6 +461,7 @@ void Scheduler::Execute(BackendInstance* instance, Batch& batch, uint64_t dequeu
   deliveries.reserve(n);
   for (size_t i = 0; i < n; ++i) {
     InferenceRequest& r = *batch[i];
+    if (r.trace) TraceExecuted(*r.trace, dequeue_ns, infer_start, infer_end, end, *owned[i]);
     t.total_ns = end - ArrivalNs(r);
     t.queue_ns = dequeue_ns - r.enqueue_ns;
     if (owned[i]->status.ok()) {

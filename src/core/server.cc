@@ -8,17 +8,18 @@
 #include "core/response_cache.h"
 #include "core/scheduler.h"
 #include "core/shared_memory_registry.h"
+#include "core/request_trace.h"
+#include "core/scheduler.h"
+#include "core/trace_manager.h"
 
 namespace flowserve {
 
 const std::vector<std::string>& ServerExtensions() {
-  // Only what answers over both HTTP and gRPC (system shared memory does); sequence
-  // batching and tracing (HTTP has no /v2/trace/setting yet) are left out until they do.
+  // Only what answers over both HTTP and gRPC.
   static const std::vector<std::string> kExtensions = {
-      "classification",      "model_repository",    "model_repository(unload_dependents)",
-      "schedule_policy",     "model_configuration", "binary_tensor_data",
-      "parameters",          "statistics",          "logging",
-      "system_shared_memory"};
+      "classification", "model_repository", "model_repository(unload_dependents)",
+      "schedule_policy", "model_configuration", "binary_tensor_data",
+      "parameters", "statistics", "trace", "logging", "system_shared_memory"};
   return kExtensions;
 }
 
@@ -46,6 +47,9 @@ Result<std::unique_ptr<InferenceServer>> InferenceServer::Create(const ServerOpt
   if (!cache.ok()) return cache.status();
   std::unique_ptr<InferenceServer> server(new InferenceServer(options));
   server->manager_->SetResponseCache(std::move(cache).value());
+  auto tracer = TraceManager::Create(options.trace_settings);
+  if (!tracer.ok()) return tracer.status();
+  server->tracer_ = std::move(tracer).value();
   FS_RETURN_IF_ERROR(server->manager_->LoadStartupModels());
   if (mode == "poll") {
     if (options.repository_poll_secs > 0) {
@@ -117,6 +121,8 @@ void InferenceServer::Infer(std::unique_ptr<InferenceRequest> request) {
   // Count the request in flight until its callback ran; the wrapper is what lets a
   // graceful shutdown wait for every accepted request.
   in_flight_.fetch_add(1, std::memory_order_relaxed);
+  request->trace = tracer_->Sample(request->model_name, request->arrival_ns);
+  TraceUntilComplete(*request);
   request->on_complete = [this, cb = std::move(request->on_complete)](
                              std::unique_ptr<InferenceResponse> resp) mutable {
     const bool final = resp->final;  // a decoupled model's request ends with its last

@@ -19,6 +19,7 @@ class ModelManager;
 class RepositoryPoller;
 class SharedMemoryRegistry;
 class ResponseCache;
+class TraceManager;
 
 struct ModelIndexEntry {
   std::string name;
@@ -41,6 +42,8 @@ class InferenceServer {
   ~InferenceServer();
 
   const ServerOptions& options() const { return options_; }
+  // Trace settings and sampling (the trace extension).
+  TraceManager& tracer() const { return *tracer_; }
   bool IsLive() const { return !stopped_.load(); }
   bool IsReady() const;
   // True when any model failed to load at start-up (for --exit-on-error).
@@ -75,6 +78,7 @@ class InferenceServer {
   explicit InferenceServer(const ServerOptions& options);
 
   ServerOptions options_;
+  std::unique_ptr<TraceManager> tracer_;  // outlives the models: traces end before it
   std::unique_ptr<ModelManager> manager_;
   std::unique_ptr<RepositoryPoller> poller_;  // poll mode only
   std::unique_ptr<SharedMemoryRegistry> shared_memory_;

@@ -25,6 +25,9 @@ struct ServerOptions {
   std::map<std::string, std::map<std::string, std::string>> backend_config;
   // --cache-config=<cache>,<key>=<value> entries, as given (the core validates them).
   std::vector<std::string> cache_config;
+  // Startup trace settings (--trace-config), as core/trace_settings.h parses them;
+  // empty: Triton's defaults (tracing off).
+  std::map<std::string, std::vector<std::string>> trace_settings;
 };
 
 }  // namespace flowserve

@@ -8,6 +8,7 @@
 #include "common/logging.h"
 #include "core/api_auth.h"
 #include "core/server.h"
+#include "core/trace_settings.h"
 #include "frontends/http/http_server.h"
 #include "frontends/metrics/metrics_server.h"
 #ifdef FLOWSERVE_WITH_GRPC
@@ -40,6 +41,7 @@ struct Flags {
   std::vector<std::string> http_restricted, grpc_restricted;
   std::string auth_token_file;
   std::shared_ptr<TokenFile> tokens;  // re-read on SIGHUP
+  TraceFlags trace;
 };
 
 // Flags that tritonserver has and that mean nothing without GPUs.
@@ -151,6 +153,16 @@ int ParseFlags(int argc, char** argv, Flags& f, CLI::App& app) {
   app.add_option("--log-format", f.log.format)->check(CLI::IsMember({"default", "ISO8601"}));
   app.add_option("--log-file", f.log.file);
 
+  app.add_option("--trace-config", f.trace.config,
+                 "<setting>=<value> or triton,<setting>=<value> (repeatable): level, rate, "
+                 "count, mode, file, log-frequency");
+  app.add_option("--trace-file", f.trace.file, "Deprecated: --trace-config triton,file=");
+  app.add_option("--trace-level", f.trace.level, "Deprecated: --trace-config level=");
+  app.add_option("--trace-rate", f.trace.rate, "Deprecated: --trace-config rate=");
+  app.add_option("--trace-count", f.trace.count, "Deprecated: --trace-config count=");
+  app.add_option("--trace-log-frequency", f.trace.log_frequency,
+                 "Deprecated: --trace-config triton,log-frequency=");
+
   std::string ignored_str;
   for (const char* name : kCpuOnlyFlags) {
     if (std::string(name) == "--allow-gpu-metrics") {
@@ -182,6 +194,9 @@ Status ApplyFlags(Flags& f, CLI::App& app) {
     f.server.cache_config.push_back("local,size=" + std::to_string(f.response_cache_byte_size));
   }
   SetBackendDirectory(f.backend_directory);
+  auto trace = ParseTraceFlags(f.trace);
+  if (!trace.ok()) return trace.status();
+  f.server.trace_settings = std::move(trace).value();
   for (const char* name : kCpuOnlyFlags) {
     if (app.count(name) > 0) {
       FS_LOG_INFO("{} has no effect in this CPU-only build", name);

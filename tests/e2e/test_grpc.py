@@ -525,14 +525,15 @@ def trace(stub, model="", **settings):
     return {k: list(v.value) for k, v in resp.settings.items()}
 
 
-def test_trace_settings(stub):
+def test_trace_settings(stub, tmp_path):
     base = trace(stub)
     assert base["trace_level"] == ["OFF"] and base["trace_rate"] == ["1000"]
     assert trace(stub, trace_rate=["7"])["trace_rate"] == ["7"]
-    m = trace(stub, "id_fp32", trace_level=["TIMESTAMPS", "TENSORS"])
+    m = trace(stub, "id_fp32", trace_level=["TIMESTAMPS", "TENSORS"],
+              trace_file=[str(tmp_path / "t.json")])
     assert m["trace_level"] == ["TIMESTAMPS", "TENSORS"] and m["trace_rate"] == ["7"]
     assert trace(stub)["trace_level"] == ["OFF"]  # the model override stays with the model
-    assert trace(stub, "id_fp32", trace_level=[])["trace_level"] == ["OFF"]
+    assert trace(stub, "id_fp32", trace_level=[], trace_file=[])["trace_level"] == ["OFF"]
     assert trace(stub, trace_rate=[])["trace_rate"] == ["1000"]
     expect_error(lambda: trace(stub, trace_level=["LOUD"]), grpc.StatusCode.INVALID_ARGUMENT,
                  "LOUD")

@@ -167,7 +167,7 @@ def test_server_metadata(server):
     assert isinstance(m["version"], str) and m["version"]
     for ext in ("binary_tensor_data", "classification", "model_repository", "statistics"):
         assert ext in m["extensions"]
-    assert "trace" not in m["extensions"]  # nothing answers /v2/trace/setting
+    assert "trace" in m["extensions"]  # /v2/trace/setting answers
 
 
 def test_model_metadata(server):

@@ -22,23 +22,6 @@ class InferenceServer;
 
 namespace flowserve::grpc_frontend {
 
-// Trace settings are stored and reported (global, and per-model overrides); tracing
-// itself is not implemented yet.
-class TraceSettingsStore {
- public:
-  using Settings = std::map<std::string, std::vector<std::string>>;
-  TraceSettingsStore();
-  // Applies `update` (an empty value resets the key) and returns the effective settings
-  // for `model` ("" = global).
-  Result<Settings> Update(const std::string& model, const Settings& update);
-
- private:
-  std::mutex mu_;
-  Settings defaults_;
-  Settings global_;
-  std::map<std::string, Settings> per_model_;
-};
-
 class Service final : public inference::GRPCInferenceService::CallbackService {
  public:
   Service(InferenceServer* server, int infer_allocation_pool_size,
@@ -99,7 +82,6 @@ class Service final : public inference::GRPCInferenceService::CallbackService {
   InferenceServer* server_;
   std::shared_ptr<const ApiAuth> auth_;  // null when nothing is restricted
   std::shared_ptr<InferMessagePool> pool_;
-  TraceSettingsStore trace_;
   BlockingWorker repository_calls_;  // model load and unload, one at a time
 };
 

@@ -1,10 +1,10 @@
 // The trace and log settings RPCs.
-#include <charconv>
 #include <exception>
 #include <fstream>
 
 #include "common/logging.h"
 #include "core/server.h"
+#include "core/trace_manager.h"
 #include "frontends/grpc/service.h"
 
 namespace flowserve::grpc_frontend {
@@ -15,48 +15,6 @@ using inference::TraceSettingRequest;
 using inference::TraceSettingResponse;
 
 namespace {
-
-bool IsInteger(const std::string& s, bool allow_negative) {
-  long long v = 0;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  return ec == std::errc() && end == s.data() + s.size() && (allow_negative || v >= 0);
-}
-
-Status ValidateTraceSetting(const std::string& key, const std::vector<std::string>& values) {
-  if (values.empty()) return Status::Ok();  // a reset
-  auto single = [&]() -> Status {
-    if (values.size() != 1) {
-      return InvalidArgument("trace setting '" + key + "' takes exactly one value");
-    }
-    return Status::Ok();
-  };
-  if (key == "trace_level") {
-    for (const auto& v : values) {
-      if (v != "OFF" && v != "TIMESTAMPS" && v != "TENSORS") {
-        return InvalidArgument("invalid trace_level '" + v +
-                               "': expected OFF, TIMESTAMPS or TENSORS");
-      }
-    }
-    return Status::Ok();
-  }
-  if (key == "trace_rate" || key == "log_frequency" || key == "trace_count") {
-    FS_RETURN_IF_ERROR(single());
-    if (!IsInteger(values[0], key == "trace_count")) {
-      return InvalidArgument("trace setting '" + key + "' must be an integer, got '" + values[0] +
-                             "'");
-    }
-    return Status::Ok();
-  }
-  if (key == "trace_file") return single();
-  if (key == "trace_mode") {
-    FS_RETURN_IF_ERROR(single());
-    if (values[0] != "triton" && values[0] != "opentelemetry") {
-      return InvalidArgument("invalid trace_mode '" + values[0] + "'");
-    }
-    return Status::Ok();
-  }
-  return InvalidArgument("unknown trace setting '" + key + "'");
-}
 
 // LogSettingsResponse and LogSettingsRequest have distinct but identical SettingValue types.
 template <typename Value>
@@ -91,35 +49,6 @@ Status ApplyLogSetting(const std::string& key, const Value& v, LogSettings& s) {
 
 }  // namespace
 
-TraceSettingsStore::TraceSettingsStore() {
-  defaults_ = {{"trace_file", {""}},    {"trace_level", {"OFF"}}, {"trace_rate", {"1000"}},
-               {"trace_count", {"-1"}}, {"log_frequency", {"0"}}, {"trace_mode", {"triton"}}};
-  global_ = defaults_;
-}
-
-Result<TraceSettingsStore::Settings> TraceSettingsStore::Update(const std::string& model,
-                                                                const Settings& update) {
-  for (const auto& [key, values] : update) FS_RETURN_IF_ERROR(ValidateTraceSetting(key, values));
-  std::lock_guard<std::mutex> lock(mu_);
-  if (model.empty()) {
-    for (const auto& [key, values] : update) {
-      global_[key] = values.empty() ? defaults_[key] : values;
-    }
-    return global_;
-  }
-  Settings& overrides = per_model_[model];
-  for (const auto& [key, values] : update) {
-    if (values.empty()) {
-      overrides.erase(key);
-    } else {
-      overrides[key] = values;
-    }
-  }
-  Settings effective = global_;
-  for (const auto& [key, values] : overrides) effective[key] = values;
-  return effective;
-}
-
 grpc::ServerUnaryReactor* Service::TraceSetting(Ctx* ctx, const TraceSettingRequest* req,
                                                 TraceSettingResponse* resp) {
   FS_AUTHORIZE(ctx, ApiGroup::kTrace);
@@ -127,11 +56,15 @@ grpc::ServerUnaryReactor* Service::TraceSetting(Ctx* ctx, const TraceSettingRequ
     auto model = server_->GetModel(req->model_name(), -1);
     if (!model.ok()) return FinishNow(ctx, model.status());
   }
-  TraceSettingsStore::Settings update;
+  // No settings: a read. A setting with no values clears it (back to the global value for
+  // a model, to the startup value globally).
+  TraceSettingMap update;
   for (const auto& [key, v] : req->settings()) {
     update[key].assign(v.value().begin(), v.value().end());
   }
-  auto effective = trace_.Update(req->model_name(), update);
+  TraceManager& tracer = server_->tracer();
+  auto effective = update.empty() ? Result<TraceSettingMap>(tracer.Get(req->model_name()))
+                                  : tracer.Update(req->model_name(), update);
   if (!effective.ok()) return FinishNow(ctx, effective.status());
   for (const auto& [key, values] : *effective) {
     auto& out = (*resp->mutable_settings())[key];

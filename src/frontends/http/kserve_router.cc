@@ -13,6 +13,10 @@
 #include "frontends/http/infer_codec.h"
 #include "frontends/http/model_json.h"
 #include "frontends/http/shared_memory_routes.h"
+#include "core/trace_manager.h"
+#include "frontends/http/infer_codec.h"
+#include "frontends/http/model_json.h"
+#include "frontends/http/trace_json.h"
 #include "repository/model_repository.h"
 
 namespace flowserve {
@@ -152,6 +156,9 @@ class Router {
     if (area == "systemsharedmemory" || area == "cudasharedmemory") {
       return respond(HandleSharedMemoryRoute(server_->shared_memory(), req, seg));
     }
+    if (area == "trace" && seg.size() == 3 && seg[2] == "setting") {
+      return TraceSetting(req, "", get, post, std::move(respond));
+    }
     respond(NotFoundReply());
   }
 
@@ -174,6 +181,9 @@ class Router {
     auto version = ParseModelVersion(version_text);
     if (!version.ok()) return respond(ErrorReply(version.status()));
     std::string_view action = i < seg.size() ? std::string_view(seg[i]) : std::string_view();
+    if (action == "trace" && i == 3 && seg.size() == 5 && seg[4] == "setting") {
+      return TraceSetting(req, name, get, post, std::move(respond));
+    }
     if (i + 1 < seg.size()) return respond(NotFoundReply());
 
     if (action == "infer") {
@@ -285,6 +295,22 @@ class Router {
     st = ConfigureLogging(settings);
     if (!st.ok()) return respond(ErrorReply(st));
     respond(JsonReply(LogSettingsJson(CurrentLogSettings())));
+  }
+
+  // Triton's trace extension; `model` "" for the global settings.
+  void TraceSetting(const HttpRequest& req, const std::string& model, bool get, bool post,
+                    HttpRespond respond) {
+    if (!get && !post) return respond(MethodNotAllowed(req.method(), req.path()));
+    if (!model.empty()) {
+      auto found = server_->GetModel(model, -1);
+      if (!found.ok()) return respond(ErrorReply(found.status()));
+    }
+    if (get) return respond(JsonReply(TraceSettingsJson(server_->tracer().Get(model))));
+    auto update = ParseTraceSettingRequest(*req.body());
+    if (!update.ok()) return respond(ErrorReply(update.status()));
+    auto settings = server_->tracer().Update(model, *update);
+    if (!settings.ok()) return respond(ErrorReply(settings.status()));
+    respond(JsonReply(TraceSettingsJson(*settings)));
   }
 
   void PostOrRefuse(std::function<void()> job, const HttpRespond& respond) {

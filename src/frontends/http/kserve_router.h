@@ -1,6 +1,6 @@
 #pragma once
 // The KServe v2 routes with Triton's extensions (health, metadata, config, infer,
-// repository, statistics, logging) and their auth precheck, as a handler any transport
+// repository, statistics, logging, trace) and their auth precheck, as a handler any transport
 // can feed: HttpServer's listener, or a harness in the same process with no socket.
 #include <functional>
 #include <optional>
