@@ -37,6 +37,7 @@ TraceManager::~TraceManager() {
   }
   // Sessions still held by a trace in flight flush when it finishes, inline once the
   // writer has stopped.
+  writer_->Stop();
   writer_.reset();
 }
 

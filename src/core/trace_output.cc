@@ -1,5 +1,6 @@
 #include "core/trace_output.h"
 
+#include <chrono>
 #include <cstdio>
 
 #include "common/logging.h"
@@ -7,6 +8,9 @@
 
 namespace flowserve {
 namespace {
+
+constexpr int kPollMs = 20;
+constexpr size_t kWakeAtQueued = 4096;
 
 bool WriteWhole(const std::string& path, const std::string& text, const char* mode) {
   FILE* f = std::fopen(path.c_str(), mode);
@@ -45,6 +49,14 @@ void TraceFile::WriteIndexed(const std::string& records) {
 }
 
 TraceWriter::~TraceWriter() {
+  if (thread_.joinable() && thread_.get_id() == std::this_thread::get_id()) {
+    thread_.detach();  // released by its own job: cannot join itself
+  } else {
+    Stop();
+  }
+}
+
+void TraceWriter::Stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
@@ -78,19 +90,28 @@ void TraceWriter::Push(Job job) {
     }
     queue_.push_back(std::move(job));
     if (!thread_.joinable()) thread_ = std::thread([this] { Run(); });
-    wake = idle_;
+    wake = asleep_ || queue_.size() == kWakeAtQueued;
+    if (wake) asleep_ = false;
   }
   if (wake) cv_.notify_one();
 }
 
 void TraceWriter::Run() {
   std::unique_lock<std::mutex> lock(mu_);
+  bool polled_empty = false;
   for (;;) {
     if (queue_.empty()) {
       if (stop_) return;
-      idle_ = true;
-      cv_.wait(lock);
-      idle_ = false;
+      // Work in the last poll: poll again. None: sleep until a push wakes this thread.
+      if (polled_empty) {
+        asleep_ = true;
+        cv_.wait(lock);
+        asleep_ = false;
+        polled_empty = false;
+      } else {
+        cv_.wait_for(lock, std::chrono::milliseconds(kPollMs));
+        polled_empty = queue_.empty();
+      }
       continue;
     }
     std::deque<Job> jobs;

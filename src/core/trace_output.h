@@ -38,7 +38,10 @@ class TraceFile {
 class TraceWriter {
  public:
   TraceWriter() = default;
-  ~TraceWriter();  // writes everything queued, then stops
+  ~TraceWriter();
+  // Writes everything queued and ends the thread; later posts are written inline. The
+  // owner calls it: the last session may release this object on the writer thread.
+  void Stop();
   void Post(std::shared_ptr<RequestTrace> trace);
   // Leftover records of a session that ended.
   void PostFlush(std::shared_ptr<TraceFile> file, std::string records, bool indexed);
@@ -58,7 +61,10 @@ class TraceWriter {
   std::condition_variable cv_;
   std::deque<Job> queue_;
   bool stop_ = false;
-  bool idle_ = true;    // the thread sleeps (a push must wake it)
+  // The writer polls every kPollMs while traces keep coming, so a traced request never
+  // pays for a wake-up; only a writer asleep without a deadline (nothing came for a
+  // poll), or a long queue, is woken by a push.
+  bool asleep_ = true;
   std::thread thread_;  // started by the first push
 };
 
