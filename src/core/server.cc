@@ -5,11 +5,10 @@
 #include "common/logging.h"
 #include "core/model_manager.h"
 #include "core/repository_poller.h"
+#include "core/request_trace.h"
 #include "core/response_cache.h"
 #include "core/scheduler.h"
 #include "core/shared_memory_registry.h"
-#include "core/request_trace.h"
-#include "core/scheduler.h"
 #include "core/trace_manager.h"
 
 namespace flowserve {
@@ -17,9 +16,10 @@ namespace flowserve {
 const std::vector<std::string>& ServerExtensions() {
   // Only what answers over both HTTP and gRPC.
   static const std::vector<std::string> kExtensions = {
-      "classification", "model_repository", "model_repository(unload_dependents)",
+      "classification",  "model_repository",    "model_repository(unload_dependents)",
       "schedule_policy", "model_configuration", "binary_tensor_data",
-      "parameters", "statistics", "trace", "logging", "system_shared_memory"};
+      "parameters",      "statistics",          "trace",
+      "logging",         "system_shared_memory"};
   return kExtensions;
 }
 

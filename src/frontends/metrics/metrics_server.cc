@@ -3,8 +3,8 @@
 #include <charconv>
 #include <functional>
 
-#include "core/response_cache.h"
 #include "common/custom_metrics.h"
+#include "core/response_cache.h"
 #include "core/server.h"
 #include "frontends/http/http_listener.h"
 #include "frontends/metrics/metrics_settings.h"
