@@ -247,8 +247,22 @@ def test_decoupled_and_sequence_models_are_not_cached_even_when_they_ask(server,
     if model == "sequence":
         return  # a sequence model needs sequence ids; that it loads uncached is the point
     n = executions(server, model)
-    infer(server, model, [1.0])
-    infer(server, model, [1.0])
+    # A decoupled model answers only over the gRPC stream (HTTP says 501), so the two
+    # identical requests go there.
+    channel = grpc.insecure_channel(server.grpc_url)
+    try:
+        stub = pb2_grpc.GRPCInferenceServiceStub(channel)
+        for _ in range(2):
+            req = pb2.ModelInferRequest(model_name=model)
+            t = req.inputs.add(name="INPUT0", datatype="FP32", shape=[1])
+            t.contents.fp32_contents.append(1.0)
+            answers = [r for r in stub.ModelStreamInfer(iter([req]), timeout=10)
+                       if r.infer_response.outputs]
+            assert not any(r.error_message for r in answers)
+            assert np.frombuffer(answers[0].infer_response.raw_output_contents[0],
+                                 np.float32).tolist() == [1.0]
+    finally:
+        channel.close()
     st = model_stats(server, model)
     assert st["execution_count"] == n + 2
     assert st["inference_stats"]["cache_hit"]["count"] == 0

@@ -189,7 +189,7 @@ def test_explicit_mode_index_and_server_id(tmp_path):
                 except InferenceServerException:
                     time.sleep(0.05)
             md = c.get_server_metadata()
-            assert md.name == "my-triton" and "trace" not in md.extensions
+            assert md.name == "my-triton" and "trace" in md.extensions
             index = [(m.name, m.version, m.state) for m in c.get_model_repository_index().models]
             assert index == [("idle", "", ""), ("loaded", "1", "READY")]
             c.load_model("idle")

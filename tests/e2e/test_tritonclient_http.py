@@ -153,7 +153,7 @@ def test_explicit_mode_index_and_server_id(tmp_path):
         try:
             meta = c.get_server_metadata()
             assert meta["name"] == "my-triton"
-            assert "trace" not in meta["extensions"]
+            assert "trace" in meta["extensions"]
             assert c.get_model_repository_index() == [
                 {"name": "idle"}, {"name": "loaded", "version": "1", "state": "READY"}]
             c.load_model("idle")
