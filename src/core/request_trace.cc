@@ -1,8 +1,7 @@
 #include "core/request_trace.h"
 
-#include <rapidjson/writer.h>
-
 #include <atomic>
+#include <charconv>
 #include <cmath>
 #include <cstring>
 
@@ -12,18 +11,6 @@
 
 namespace flowserve {
 namespace {
-
-struct StringOut {
-  using Ch = char;
-  std::string* s;
-  void Put(char c) { s->push_back(c); }
-  void Flush() {}
-};
-using JsonWriter = rapidjson::Writer<StringOut>;
-
-void Str(JsonWriter& w, std::string_view v) {
-  w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
-}
 
 float HalfToFloat(uint16_t h) {
   const int exp = (h >> 10) & 0x1f;
@@ -115,6 +102,56 @@ std::string ElementsText(const TracedTensor& t) {
   return out;
 }
 
+template <typename T>
+void AppendNumber(std::string& out, T v) {
+  char buf[24];
+  const auto r = std::to_chars(buf, buf + sizeof(buf), v);
+  out.append(buf, r.ptr);
+}
+
+// A JSON string literal as rapidjson's Writer escapes it: the short escapes it knows,
+// \u00XX for other control characters, everything else (UTF-8 included) as is.
+void AppendJsonString(std::string& out, std::string_view v) {
+  static const char kHex[] = "0123456789ABCDEF";
+  out += '"';
+  size_t plain = 0;  // start of the run not yet copied
+  for (size_t i = 0; i < v.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(v[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(v.data() + plain, i - plain);
+    plain = i + 1;
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        out += "\\u00";
+        out += kHex[c >> 4];
+        out += kHex[c & 0xf];
+    }
+  }
+  out.append(v.data() + plain, v.size() - plain);
+  out += '"';
+}
+
 std::string ShapeText(const std::vector<int64_t>& shape) {
   std::string s;
   for (size_t i = 0; i < shape.size(); ++i) {
@@ -175,66 +212,65 @@ std::shared_ptr<RequestTrace> StartChildTrace(const RequestTrace& parent,
   return child;
 }
 
+void FinishTrace(std::shared_ptr<RequestTrace> trace) {
+  trace->Stamp(kTraceRequestEnd, NowNs());
+  TraceSession* session = trace->session.get();
+  session->Submit(std::move(trace));
+}
+
 void TraceUntilComplete(InferenceRequest& request) {
   if (!request.trace) return;
   request.on_complete = [trace = request.trace, cb = std::move(request.on_complete)](
                             std::unique_ptr<InferenceResponse> response) mutable {
+    const bool final = response->final;  // a decoupled model's request ends with its last
     cb(std::move(response));
-    trace->Stamp(kTraceRequestEnd, NowNs());
-    TraceSession* session = trace->session.get();
-    session->Submit(std::move(trace));
+    if (final) FinishTrace(std::move(trace));
   };
 }
 
 void AppendTraceJson(const RequestTrace& trace, std::string& out) {
-  StringOut os{&out};
-  JsonWriter w(os);
-  w.StartObject();
-  w.Key("id");
-  w.Uint64(trace.id);
-  w.Key("model_name");
-  Str(w, trace.model_name);
-  w.Key("model_version");
-  w.Int64(trace.model_version);
+  // The record is the same shape every time: written piece by piece into `out`, with
+  // numbers formatted in place, so a trace costs the writer thread well under a
+  // microsecond. The text is what rapidjson's Writer produced before (Triton's format).
+  out += "{\"id\":";
+  AppendNumber(out, trace.id);
+  out += ",\"model_name\":";
+  AppendJsonString(out, trace.model_name);
+  out += ",\"model_version\":";
+  AppendNumber(out, trace.model_version);
   if (trace.parent_id != 0) {
-    w.Key("parent_id");
-    w.Uint64(trace.parent_id);
+    out += ",\"parent_id\":";
+    AppendNumber(out, trace.parent_id);
   }
   if (trace.timestamps) {
-    w.Key("timestamps");
-    w.StartArray();
+    out += ",\"timestamps\":[";
+    bool first = true;
     for (int p = 0; p < kTracePointCount; ++p) {
       if (trace.ns[p] == 0) continue;
-      w.StartObject();
-      w.Key("name");
-      w.String(TracePointName(p));
-      w.Key("ns");
-      w.Uint64(trace.ns[p]);
-      w.EndObject();
+      out += first ? "{\"name\":\"" : ",{\"name\":\"";
+      first = false;
+      out += TracePointName(p);
+      out += "\",\"ns\":";
+      AppendNumber(out, trace.ns[p]);
+      out += '}';
     }
-    w.EndArray();
+    out += ']';
   }
-  w.EndObject();
+  out += '}';
   for (const auto& t : trace.tensor_records) {
-    out += ',';
-    JsonWriter tw(os);
-    tw.StartObject();
-    tw.Key("id");
-    tw.Uint64(trace.id);
-    tw.Key("activity");
-    tw.String(t.activity);
-    tw.Key("tensor");
-    tw.StartObject();
-    tw.Key("name");
-    Str(tw, t.name);
-    tw.Key("data");
-    Str(tw, ElementsText(t));
-    tw.Key("shape");
-    Str(tw, ShapeText(t.shape));
-    tw.Key("dtype");
-    Str(tw, DataTypeName(t.dtype));
-    tw.EndObject();
-    tw.EndObject();
+    out += ",{\"id\":";
+    AppendNumber(out, trace.id);
+    out += ",\"activity\":\"";
+    out += t.activity;
+    out += "\",\"tensor\":{\"name\":";
+    AppendJsonString(out, t.name);
+    out += ",\"data\":";
+    AppendJsonString(out, ElementsText(t));
+    out += ",\"shape\":";
+    AppendJsonString(out, ShapeText(t.shape));
+    out += ",\"dtype\":";
+    AppendJsonString(out, DataTypeName(t.dtype));
+    out += "}}";
   }
 }
 

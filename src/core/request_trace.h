@@ -70,8 +70,12 @@ void TraceExecuted(RequestTrace& trace, uint64_t start, uint64_t input_end, uint
 std::shared_ptr<RequestTrace> StartChildTrace(const RequestTrace& parent,
                                               const std::string& model_name, uint64_t ns_now);
 
-// Makes the request's on_complete stamp REQUEST_END once the response was handed back and
-// then pass the record to the writer. No-op for an untraced request.
+// Stamps REQUEST_END and passes the record to the writer: call once the request's final
+// response was handed back.
+void FinishTrace(std::shared_ptr<RequestTrace> trace);
+
+// Makes the request's on_complete call FinishTrace after its final response. No-op for
+// an untraced request.
 void TraceUntilComplete(InferenceRequest& request);
 
 // Ids unique within the process, from 1.

@@ -122,12 +122,15 @@ void InferenceServer::Infer(std::unique_ptr<InferenceRequest> request) {
   // graceful shutdown wait for every accepted request.
   in_flight_.fetch_add(1, std::memory_order_relaxed);
   request->trace = tracer_->Sample(request->model_name, request->arrival_ns);
-  TraceUntilComplete(*request);
-  request->on_complete = [this, cb = std::move(request->on_complete)](
+  // One wrapper for both (not TraceUntilComplete's as well): a traced request pays no
+  // second allocation and call.
+  request->on_complete = [this, trace = request->trace, cb = std::move(request->on_complete)](
                              std::unique_ptr<InferenceResponse> resp) mutable {
     const bool final = resp->final;  // a decoupled model's request ends with its last
     cb(std::move(resp));
-    if (final) in_flight_.fetch_sub(1, std::memory_order_release);
+    if (!final) return;
+    if (trace) FinishTrace(std::move(trace));
+    in_flight_.fetch_sub(1, std::memory_order_release);
   };
   manager_->Dispatch(std::move(request));
 }

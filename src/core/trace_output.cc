@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <string_view>
 
 #include "common/logging.h"
 #include "core/request_trace.h"
@@ -12,10 +13,15 @@ namespace {
 constexpr int kPollMs = 20;
 constexpr size_t kWakeAtQueued = 4096;
 
-bool WriteWhole(const std::string& path, const std::string& text, const char* mode) {
-  FILE* f = std::fopen(path.c_str(), mode);
+bool Put(FILE* f, std::string_view text) {
+  return std::fwrite(text.data(), 1, text.size(), f) == text.size();
+}
+
+// `records` as one JSON array, without copying them into a bracketed string first.
+bool WriteArray(const std::string& path, const std::string& records) {
+  FILE* f = std::fopen(path.c_str(), "wb");
   if (f == nullptr) return false;
-  const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  const bool ok = Put(f, "[") && Put(f, records) && Put(f, "]");
   return std::fclose(f) == 0 && ok;
 }
 
@@ -25,16 +31,13 @@ void TraceFile::AppendToMain(const std::string& records) {
   if (records.empty()) return;
   bool ok;
   if (!main_started_) {
-    ok = WriteWhole(path_, "[" + records + "]", "wb");
+    ok = WriteArray(path_, records);
     main_started_ = ok;
   } else {
     // Replace the closing bracket so the file stays one valid array between writes.
     FILE* f = std::fopen(path_.c_str(), "r+b");
     ok = f != nullptr && std::fseek(f, -1, SEEK_END) == 0;
-    if (ok) {
-      const std::string tail = "," + records + "]";
-      ok = std::fwrite(tail.data(), 1, tail.size(), f) == tail.size();
-    }
+    if (ok) ok = Put(f, ",") && Put(f, records) && Put(f, "]");
     if (f != nullptr && std::fclose(f) != 0) ok = false;
   }
   if (!ok) FS_LOG_ERROR("trace: cannot write trace file '{}'", path_);
@@ -43,7 +46,7 @@ void TraceFile::AppendToMain(const std::string& records) {
 void TraceFile::WriteIndexed(const std::string& records) {
   if (records.empty()) return;
   const std::string path = path_ + "." + std::to_string(next_index_++);
-  if (!WriteWhole(path, "[" + records + "]", "wb")) {
+  if (!WriteArray(path, records)) {
     FS_LOG_ERROR("trace: cannot write trace file '{}'", path);
   }
 }
@@ -97,6 +100,7 @@ void TraceWriter::Push(Job job) {
 }
 
 void TraceWriter::Run() {
+  std::vector<Job> jobs;
   std::unique_lock<std::mutex> lock(mu_);
   bool polled_empty = false;
   for (;;) {
@@ -114,7 +118,6 @@ void TraceWriter::Run() {
       }
       continue;
     }
-    std::deque<Job> jobs;
     jobs.swap(queue_);
     lock.unlock();
     // Releasing a job may end a session, which pushes its flush: done unlocked.

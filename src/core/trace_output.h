@@ -7,11 +7,11 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace flowserve {
 
@@ -59,7 +59,9 @@ class TraceWriter {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Job> queue_;
+  // Swapped with the writer's own list on each round: both keep their capacity, so a
+  // post allocates nothing once traffic is steady.
+  std::vector<Job> queue_;
   bool stop_ = false;
   // The writer polls every kPollMs while traces keep coming, so a traced request never
   // pays for a wake-up; only a writer asleep without a deadline (nothing came for a
