@@ -247,6 +247,52 @@ def test_add_sub_and_api_surface(tmp_path):
     assert "add_sub finalized" in s.log()
 
 
+LEVELS = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        logger = pb_utils.Logger
+        logger.log("level default")
+        logger.log("level info", logger.INFO)
+        logger.log("level warning", logger.WARNING)
+        logger.log("level error", pb_utils.LogLevel.ERROR)
+        logger.log("level verbose", logger.VERBOSE)
+        out = []
+        for r in requests:
+            cancelled = int(r.is_cancelled())
+            out.append(pb_utils.InferenceResponse(
+                [pb_utils.Tensor("Y", np.array([cancelled], np.int32))],
+                parameters={"seen": r.request_id(), "n": 3, "ok": True}))
+        return out
+"""
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_logger_levels_response_parameters_is_cancelled(tmp_path, verbose):
+    python_model(tmp_path, "levels", LEVELS,
+                 cfg("levels", [io("X", "TYPE_FP32", [1])], [io("Y", "TYPE_INT32", [1])]))
+    args = ["--log-verbose=1"] if verbose else []
+    with Server(tmp_path, wait="ready", args=args) as s:
+        body = {"id": "r1", "inputs": [{"name": "X", "shape": [1], "datatype": "FP32",
+                                        "data": [0]}]}
+        resp = requests.post(f"{s.url}/v2/models/levels/infer", json=body, timeout=30)
+        assert resp.status_code == 200, resp.text
+        j = resp.json()
+        assert j["outputs"][0]["data"] == [0]  # is_cancelled(): nobody cancelled it
+        assert j["parameters"] == {"seen": "r1", "n": 3, "ok": True}
+        lines = s.log().splitlines()
+
+        def level_of(text):
+            found = [ln for ln in lines if ln.endswith(text)]
+            return found[0][0] if found else None
+        assert level_of("level default") == "I" and level_of("level info") == "I"
+        assert level_of("level warning") == "W" and level_of("level error") == "E"
+        assert level_of("level verbose") == ("I" if verbose else None)
+
+
 BYTES_ECHO = """
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -513,11 +559,13 @@ class TritonPythonModel:
         responses = []
         for request in requests:
             x = pb_utils.get_input_tensor_by_name(request, "X")
-            target = pb_utils.get_input_tensor_by_name(request, "TARGET").as_numpy()[0].decode()
+            raw = pb_utils.get_input_tensor_by_name(request, "TARGET").as_numpy()[0]
+            target = raw.decode()
             in_name, out_name = {"torch": ("INPUT__0", "OUTPUT__0"),
                                  "ens": ("EX", "EY"), "missing": ("A", "B")}[target]
             bls = pb_utils.InferenceRequest(
-                model_name=target if target != "torch" else "torch_affine",
+                # The bytes of a BYTES element name a model too (Triton's BLS example).
+                model_name=raw if target != "torch" else "torch_affine",
                 requested_output_names=[out_name],
                 inputs=[pb_utils.Tensor(in_name, x.as_numpy().reshape(1, -1) if target == "torch"
                                         else x.as_numpy())])
@@ -673,7 +721,7 @@ def test_no_leaks_over_requests_and_reloads(tmp_path):
                 wait="ready") as s:
         def snapshot():
             fds = len(os.listdir(f"/proc/{s.proc.pid}/fd"))
-            maps = pathlib.Path(f"/proc/{s.proc.pid}/maps").read_text().count("flowserve-python")
+            maps = pathlib.Path(f"/proc/{s.proc.pid}/maps").read_text().count("memfd:flowserve-py")  # arenas and output segments
             shm = len(os.listdir("/dev/shm"))
             return fds, maps, shm, len(stubs_of(s.proc.pid))
 
