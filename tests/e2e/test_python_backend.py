@@ -290,7 +290,7 @@ def test_logger_levels_response_parameters_is_cancelled(tmp_path, verbose):
             return found[0][0] if found else None
         assert level_of("level default") == "I" and level_of("level info") == "I"
         assert level_of("level warning") == "W" and level_of("level error") == "E"
-        assert level_of("level verbose") == ("I" if verbose else None)
+        assert level_of("level verbose") == ("D" if verbose else None)  # flowserve marks verbose D
 
 
 BYTES_ECHO = """
@@ -661,14 +661,20 @@ class TritonPythonModel:
 
 def test_auto_complete_config(tmp_path):
     python_model(tmp_path, "auto", AUTO, 'name: "auto"\nbackend: "python"\n')
-    with Server(tmp_path, wait="ready") as s:
-        c = requests.get(f"{s.url}/v2/models/auto/config").json()
-        assert c["max_batch_size"] == 4
-        assert [i["name"] for i in c["input"]] == ["IN"]
-        assert [o["name"] for o in c["output"]] == ["OUT"]
-        assert "dynamic_batching" in c
-        r = ok(infer(s, "auto", {"IN": (np.array([[1, 2, 3]], np.int32), "INT32")}))
-        np.testing.assert_array_equal(r["OUT"], [[10, 20, 30]])
+    # As Triton's auto_complete example deploys it: no config.pbtxt at all, model.py says
+    # it is a Python model, and as_dict() still has (empty) input and output lists.
+    python_model(tmp_path, "noconfig", AUTO, None)
+    with Server(tmp_path, wait="ready", args=["--strict-model-config=false"]) as s:
+        for name in ("auto", "noconfig"):
+            c = requests.get(f"{s.url}/v2/models/{name}/config").json()
+            assert c["name"] == name and c["backend"] == "python"
+            assert c["max_batch_size"] == 4
+            assert [(i["name"], i["data_type"], i["dims"]) for i in c["input"]] == [
+                ("IN", "TYPE_INT32", [3])]
+            assert [o["name"] for o in c["output"]] == ["OUT"]
+            assert "dynamic_batching" in c
+            r = ok(infer(s, name, {"IN": (np.array([[1, 2, 3]], np.int32), "INT32")}))
+            np.testing.assert_array_equal(r["OUT"], [[10, 20, 30]])
 
 
 def test_execution_env_path(tmp_path):
