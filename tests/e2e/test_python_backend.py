@@ -713,11 +713,24 @@ class TritonPythonModel:
 def test_large_tensor_round_trip(tmp_path):
     python_model(tmp_path, "pyid", IDENT,
                  cfg("pyid", [io("INPUT0", "TYPE_UINT8", [-1])], [io("OUTPUT0", "TYPE_UINT8", [-1])]))
-    with Server(tmp_path, wait="ready", args=["--backend-config=python,shm-default-byte-size=65536"]) as s:
+    growth = 257 * 4096  # an odd step, to recognise the arena's size by it
+    with Server(tmp_path, wait="ready", args=["--backend-config=python,shm-default-byte-size=2097152",
+                                              f"--backend-config=python,shm-growth-byte-size={growth}"]) as s:
+        def arena_sizes():
+            sizes = set()
+            for line in pathlib.Path(f"/proc/{s.proc.pid}/maps").read_text().splitlines():
+                if "memfd:flowserve-python" in line:
+                    lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+                    sizes.add(hi - lo)
+            return sizes
         for size in (0, 1, 1000, 100_000, 4 << 20, 9 << 20, 3):
             x = np.random.randint(0, 255, size, dtype=np.uint8)
             r = ok(infer(s, "pyid", {"INPUT0": (x, "UINT8")}))
             np.testing.assert_array_equal(r["OUTPUT0"], x)
+            if size == 100_000:  # the arena starts at shm-default-byte-size
+                assert arena_sizes() == {2097152}, arena_sizes()
+            if size == 4 << 20:  # and grows in steps of shm-growth-byte-size
+                assert arena_sizes() == {-(-(4 << 20) // growth) * growth}, arena_sizes()
 
 
 def test_no_leaks_over_requests_and_reloads(tmp_path):
