@@ -497,12 +497,12 @@ def test_decoupled_model_as_ensemble_step(tmp_path):
                  cfg("double", [io("A", "TYPE_INT32", [-1])], [io("B", "TYPE_INT32", [-1])]))
     python_model(tmp_path, "shift", ARITH,
                  cfg("shift", [io("X", "TYPE_INT32", [1])], [io("Y", "TYPE_INT32", [1])]))
-    (tmp_path / "pipeline").mkdir()
-    (tmp_path / "pipeline" / "config.pbtxt").write_text(ensemble_config("pipeline"))
-    (tmp_path / "beside").mkdir()
-    (tmp_path / "beside" / "config.pbtxt").write_text(ensemble_config("beside", side_step=True))
+    for name, side in (("pipeline", False), ("beside", True)):
+        (tmp_path / name / "1").mkdir(parents=True)
+        (tmp_path / name / "config.pbtxt").write_text(ensemble_config(name, side_step=side))
     with Server(tmp_path, args=["--exit-on-error=false"], wait="live") as s:
-        wait_until(lambda: requests.get(f"{s.url}/v2/models/pipeline/ready").status_code == 200)
+        assert wait_until(
+            lambda: requests.get(f"{s.url}/v2/models/pipeline/ready").status_code == 200)
         st = Stream(s)
         st.send("pipeline", "p", repeat_inputs([1, 2, 3], delay=20), empty_final=True)
         st.send("pipeline", "none", repeat_inputs([]), empty_final=True)
