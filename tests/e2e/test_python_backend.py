@@ -677,6 +677,63 @@ def test_auto_complete_config(tmp_path):
             np.testing.assert_array_equal(r["OUT"], [[10, 20, 30]])
 
 
+DLPACK = """
+import json
+from torch.utils import dlpack
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        c = pb_utils.get_input_config_by_name(json.loads(args["model_config"]), "X")
+        self.dtype = pb_utils.triton_string_to_numpy(c["data_type"])
+
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            t = dlpack.from_dlpack(pb_utils.get_input_tensor_by_name(r, "X").to_dlpack())
+            y = pb_utils.Tensor.from_dlpack("Y", dlpack.to_dlpack((t * 3).to(t.dtype)))
+            assert y.as_numpy().dtype == self.dtype
+            out.append(pb_utils.InferenceResponse([y]))
+        return out
+"""
+
+AUTO_DECOUPLED = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    @staticmethod
+    def auto_complete_config(auto_complete_model_config):
+        auto_complete_model_config.set_model_transaction_policy({"decoupled": True})
+        return auto_complete_model_config
+
+    def execute(self, requests):
+        for r in requests:
+            sender = r.get_response_sender()
+            sender.send(pb_utils.InferenceResponse([pb_utils.Tensor("Y", np.array([1], np.int32))]),
+                        flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        return None
+"""
+
+
+def test_dlpack_and_transaction_policy_from_auto_complete(tmp_path):
+    pytest.importorskip("torch")
+    python_model(tmp_path, "dl", DLPACK,
+                 cfg("dl", [io("X", "TYPE_FP32", [-1])], [io("Y", "TYPE_FP32", [-1])]))
+    python_model(tmp_path, "autodec", AUTO_DECOUPLED,
+                 cfg("autodec", [io("X", "TYPE_INT32", [1])], [io("Y", "TYPE_INT32", [1])]))
+    with Server(tmp_path, wait="ready") as s:
+        x = np.array([1.5, -2, 4], np.float32)
+        r = ok(infer(s, "dl", {"X": (x, "FP32")}))
+        np.testing.assert_array_equal(r["Y"], x * 3)
+        c = requests.get(f"{s.url}/v2/models/autodec/config").json()
+        assert c["model_transaction_policy"]["decoupled"] is True
+        code, err = infer(s, "autodec", {"X": (np.array([1], np.int32), "INT32")})
+        assert code == 501 and "decoupled transaction policy" in err
+
+
 def test_execution_env_path(tmp_path):
     env = tmp_path / "envs" / "myenv" / "lib" / "python3.11" / "site-packages"
     env.mkdir(parents=True)
