@@ -48,9 +48,22 @@ _NUMPY_TO_WIRE = {np.dtype(v).str if v is not np.object_ else "|O": k
                   for k, v in _WIRE_TO_NUMPY.items()}
 
 
+_WIRE_OF_DTYPE = {}  # numeric dtypes seen so far -> wire name (the lookup below is slow)
+
+
 def _wire_type_of(array):
     """KServe wire name of a numpy array's dtype ("FP32", "BYTES", ...)."""
     dt = array.dtype
+    name = _WIRE_OF_DTYPE.get(dt)
+    if name is not None:
+        return name
+    name = _wire_type_of_dtype(dt)
+    if dt.kind in "biuf":
+        _WIRE_OF_DTYPE[dt] = name
+    return name
+
+
+def _wire_type_of_dtype(dt):
     if dt == np.object_ or dt.kind in ("S", "U"):
         return "BYTES"
     name = _NUMPY_TO_WIRE.get(dt.newbyteorder("=").str if dt.byteorder == ">" else dt.str)
