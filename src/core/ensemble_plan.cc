@@ -51,6 +51,7 @@ class PlanBuilder {
     FS_RETURN_IF_ERROR(Wiring());
     FS_RETURN_IF_ERROR(Acyclic());
     FS_RETURN_IF_ERROR(AgainstModels());
+    FS_RETURN_IF_ERROR(DecoupledPlacement());
     return std::move(plan_);
   }
 
@@ -209,6 +210,8 @@ class PlanBuilder {
                           FullDims(it->dims(), mc.max_batch_size() > 0),
                           "output '" + b.model_tensor + "' of " + StepName(i, step.model_name)};
       }
+      plan_.steps[i].decoupled = (*model)->decoupled();
+      plan_.decoupled = plan_.decoupled || plan_.steps[i].decoupled;
       models.push_back(std::move(model.value()));
     }
     for (int i = 0; i < static_cast<int>(plan_.steps.size()); ++i) {
@@ -240,6 +243,42 @@ class PlanBuilder {
       FS_RETURN_IF_ERROR(Match(spec[ids_.at(out.name())], static_cast<DataType>(out.data_type()),
                                FullDims(out.dims(), ens_batched), "the ensemble's output",
                                out.name()));
+    }
+    return Status::Ok();
+  }
+
+  // Each response of a decoupled step continues with a copy of the tensors that existed
+  // when the step started. A step running beside it (neither before nor after it) would
+  // produce its tensor into only one of those copies, so such a graph is refused.
+  Status DecoupledPlacement() const {
+    const size_t n = plan_.steps.size();
+    std::vector<std::vector<bool>> after(n,
+                                         std::vector<bool>(n, false));  // after[a][b]: b follows a
+    for (size_t a = 0; a < n; ++a) {
+      std::vector<int> stack{static_cast<int>(a)};
+      while (!stack.empty()) {
+        int s = stack.back();
+        stack.pop_back();
+        for (const auto& out : plan_.steps[s].outputs) {
+          for (int c : plan_.consumers[out.tensor]) {
+            if (!after[a][c]) {
+              after[a][c] = true;
+              stack.push_back(c);
+            }
+          }
+        }
+      }
+    }
+    for (size_t d = 0; d < n; ++d) {
+      if (!plan_.steps[d].decoupled) continue;
+      for (size_t s = 0; s < n; ++s) {
+        if (s == d || after[d][s] || after[s][d]) continue;
+        return Fail(StepName(static_cast<int>(s), plan_.steps[s].model_name) +
+                    " runs beside decoupled " +
+                    StepName(static_cast<int>(d), plan_.steps[d].model_name) +
+                    ": with a decoupled step, every other step must run before it (feed it) "
+                    "or after it (read what it produced)");
+      }
     }
     return Status::Ok();
   }

@@ -3,6 +3,8 @@
 // producer (an ensemble input or one step), the steps form no cycle, every ensemble
 // input is read and every output written, and each step's map agrees with its
 // composing model's config (names, datatypes, shapes). Errors name the step and tensor.
+// A decoupled composing model may be a step when every other step runs wholly before or
+// after it: each of its responses then carries the rest of the graph on its own.
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -36,12 +38,14 @@ struct EnsemblePlan {
     std::vector<Binding> inputs;
     std::vector<Binding> outputs;
     std::vector<int> input_tensors;  // distinct tensors the step waits for
+    bool decoupled = false;          // the model answers with any number of responses
   };
   std::vector<std::string> tensor_names;
   std::vector<Step> steps;
   std::vector<int> input_tensors;           // the ensemble's inputs, config order
   std::vector<int> output_tensors;          // the ensemble's outputs, config order
   std::vector<std::vector<int>> consumers;  // tensor -> steps that read it
+  bool decoupled = false;                   // some step is: the ensemble answers a stream
 };
 
 // Builds the plan; `find` resolves composing models for the config checks.

@@ -15,14 +15,23 @@ namespace flowserve {
 struct EnsembleScheduler::Run {
   EnsembleScheduler* owner;
   std::unique_ptr<InferenceRequest> request;
-  std::mutex mu;
-  std::vector<Tensor> tensors;  // by plan tensor index
-  std::vector<int> waiting;     // per step: input tensors not yet available
-  size_t steps_left = 0;
+  std::mutex mu;  // guards the run and its branches
+  // Branches still going plus decoupled steps still answering: the request ends (its
+  // final response) when this drops to zero.
+  size_t open = 1;
   bool finished = false;
   Status error;
 
   ~Run() { owner->RunEnded(); }
+};
+
+// One way through the graph: the tensors produced so far and what each step still
+// waits for. A request starts with one; each response of a decoupled step starts a copy
+// of the branch the step ran in.
+struct EnsembleScheduler::Branch {
+  std::vector<Tensor> tensors;  // by plan tensor index
+  std::vector<int> waiting;     // per step: input tensors not yet available
+  size_t steps_left = 0;
 };
 
 Result<std::unique_ptr<EnsembleScheduler>> EnsembleScheduler::Create(
@@ -51,11 +60,12 @@ Status EnsembleScheduler::Enqueue(std::unique_ptr<InferenceRequest>& request) {
   }
   auto run = std::make_shared<Run>();
   run->owner = this;
-  run->tensors.resize(plan_.tensor_names.size());
-  run->steps_left = plan_.steps.size();
-  run->waiting.resize(plan_.steps.size());
+  auto branch = std::make_shared<Branch>();
+  branch->tensors.resize(plan_.tensor_names.size());
+  branch->steps_left = plan_.steps.size();
+  branch->waiting.resize(plan_.steps.size());
   for (size_t i = 0; i < plan_.steps.size(); ++i) {
-    run->waiting[i] = static_cast<int>(plan_.steps[i].input_tensors.size());
+    branch->waiting[i] = static_cast<int>(plan_.steps[i].input_tensors.size());
   }
   request->enqueue_ns = NowNs();
   // An ensemble's own trace has no COMPUTE_* points: its steps carry them, each in a
@@ -67,23 +77,25 @@ Status EnsembleScheduler::Enqueue(std::unique_ptr<InferenceRequest>& request) {
   {
     std::lock_guard<std::mutex> lock(run->mu);
     for (size_t s = 0; s < plan_.steps.size(); ++s) {
-      if (run->waiting[s] == 0) ready.push_back(static_cast<int>(s));  // reads nothing
+      if (branch->waiting[s] == 0) ready.push_back(static_cast<int>(s));  // reads nothing
     }
     for (int t : plan_.input_tensors) {
       // An absent optional input counts as available: a step that needs it will say so.
       const Tensor* in = request->FindInput(plan_.tensor_names[t]);
-      if (in != nullptr) run->tensors[t] = *in;
+      if (in != nullptr) branch->tensors[t] = *in;
       for (int s : plan_.consumers[t]) {
-        if (--run->waiting[s] == 0) ready.push_back(s);
+        if (--branch->waiting[s] == 0) ready.push_back(s);
       }
     }
     run->request = std::move(request);
   }
-  Start(run, ready);
+  Start(run, branch, ready);
   return Status::Ok();
 }
 
-void EnsembleScheduler::Start(const std::shared_ptr<Run>& run, const std::vector<int>& steps) {
+void EnsembleScheduler::Start(const std::shared_ptr<Run>& run,
+                              const std::shared_ptr<Branch>& branch,
+                              const std::vector<int>& steps) {
   for (int s : steps) {
     const auto& step = plan_.steps[s];
     auto req = std::make_unique<InferenceRequest>();
@@ -100,7 +112,7 @@ void EnsembleScheduler::Start(const std::shared_ptr<Run>& run, const std::vector
       req->timeout_us = outer.timeout_us;
       parent_trace = outer.trace;
       for (const auto& b : step.inputs) {
-        const Tensor& t = run->tensors[b.tensor];
+        const Tensor& t = branch->tensors[b.tensor];
         if (t.dtype == DataType::kInvalid) continue;  // an absent optional input
         Tensor view = t;                              // shares the producer's buffer
         view.name = b.model_tensor;
@@ -109,8 +121,9 @@ void EnsembleScheduler::Start(const std::shared_ptr<Run>& run, const std::vector
     }
     for (const auto& b : step.outputs) req->outputs.push_back(RequestedOutput{b.model_tensor, 0});
     req->arrival_ns = NowNs();
-    req->on_complete = [this, run, s](std::unique_ptr<InferenceResponse> resp) {
-      OnStepDone(run, s, std::move(resp));
+    req->multiple_responses = step.decoupled;
+    req->on_complete = [this, run, branch, s](std::unique_ptr<InferenceResponse> resp) {
+      OnStepDone(run, branch, s, std::move(resp));
     };
     if (parent_trace) {
       req->trace = StartChildTrace(*parent_trace, step.model_name, req->arrival_ns);
@@ -120,58 +133,93 @@ void EnsembleScheduler::Start(const std::shared_ptr<Run>& run, const std::vector
   }
 }
 
-void EnsembleScheduler::OnStepDone(const std::shared_ptr<Run>& run, int s,
+void EnsembleScheduler::OnStepDone(const std::shared_ptr<Run>& run,
+                                   const std::shared_ptr<Branch>& branch, int s,
                                    std::unique_ptr<InferenceResponse> response) {
   const auto& step = plan_.steps[s];
   std::vector<int> ready;
   std::unique_lock<std::mutex> lock(run->mu);
   if (run->finished) return;
-  if (!response->status.ok()) {
-    run->error = Status(response->status.code(),
-                        "in ensemble '" + model_->name() + "', step " + std::to_string(s) +
-                            " (model '" + step.model_name + "'): " + response->status.message());
-    Finish(*run, lock);
+  Status st = response->status;
+  if (!st.ok()) {
+    st = Status(st.code(), "in ensemble '" + model_->name() + "', step " + std::to_string(s) +
+                               " (model '" + step.model_name + "'): " + st.message());
+  }
+  // A plain step moves its branch on; each response of a decoupled one moves a copy of
+  // the branch as it was when the step started (nothing else in it ran since: see
+  // ensemble_plan.h), and the step's final flag ends the original.
+  std::shared_ptr<Branch> next;
+  if (st.ok() && !response->flag_only) {
+    next = step.decoupled ? std::make_shared<Branch>(*branch) : branch;
+    if (step.decoupled) ++run->open;
+    st = Absorb(*next, s, *response, ready);
+  }
+  if (step.decoupled && response->final) --run->open;
+  response.reset();
+  if (!st.ok()) {
+    run->error = st;
+    Respond(*run, nullptr, true, lock);
     return;
   }
-  for (const auto& b : step.outputs) {
-    Tensor* out = response->FindOutput(b.model_tensor);
-    if (out == nullptr) {
-      run->error =
-          Internal("in ensemble '" + model_->name() + "', step " + std::to_string(s) + " (model '" +
-                   step.model_name + "') did not return output '" + b.model_tensor + "'");
-      Finish(*run, lock);
-      return;
-    }
-    Tensor& t = run->tensors[b.tensor];
-    t = std::move(*out);
-    t.name = plan_.tensor_names[b.tensor];
-    for (int c : plan_.consumers[b.tensor]) {
-      if (--run->waiting[c] == 0) ready.push_back(c);
-    }
+  if (next && next->steps_left == 0) {
+    --run->open;
+    Respond(*run, next.get(), run->open == 0, lock);
+    return;
   }
-  response.reset();
-  if (--run->steps_left == 0) {
-    Finish(*run, lock);
+  if (!next) {
+    if (run->open == 0) Respond(*run, nullptr, true, lock);
     return;
   }
   lock.unlock();
-  Start(run, ready);
+  Start(run, next, ready);
 }
 
-void EnsembleScheduler::Finish(Run& run, std::unique_lock<std::mutex>& lock) {
-  run.finished = true;
+Status EnsembleScheduler::Absorb(Branch& branch, int s, InferenceResponse& response,
+                                 std::vector<int>& ready) {
+  const auto& step = plan_.steps[s];
+  for (const auto& b : step.outputs) {
+    Tensor* out = response.FindOutput(b.model_tensor);
+    if (out == nullptr) {
+      return Internal("in ensemble '" + model_->name() + "', step " + std::to_string(s) +
+                      " (model '" + step.model_name + "') did not return output '" +
+                      b.model_tensor + "'");
+    }
+    Tensor& t = branch.tensors[b.tensor];
+    t = std::move(*out);
+    t.name = plan_.tensor_names[b.tensor];
+    for (int c : plan_.consumers[b.tensor]) {
+      if (--branch.waiting[c] == 0) ready.push_back(c);
+    }
+  }
+  --branch.steps_left;
+  return Status::Ok();
+}
+
+void EnsembleScheduler::Respond(Run& run, const Branch* branch, bool final,
+                                std::unique_lock<std::mutex>& lock) {
   InferenceRequest& req = *run.request;
   auto resp = std::make_unique<InferenceResponse>();
   resp->model_name = model_->name();
   resp->model_version = model_->version();
   resp->id = req.id;
   resp->status = run.error;
-  if (resp->status.ok()) {
-    resp->outputs.reserve(plan_.output_tensors.size());
-    for (int t : plan_.output_tensors) resp->outputs.push_back(run.tensors[t]);
+  resp->final = final;
+  FailureReason reason = FailureReason::kOther;
+  if (resp->status.ok() && branch == nullptr) {
+    resp->flag_only = true;
+  } else {
+    if (resp->status.ok()) {
+      resp->outputs.reserve(plan_.output_tensors.size());
+      for (int t : plan_.output_tensors) resp->outputs.push_back(branch->tensors[t]);
+    }
+    reason = FinishResponse(*model_, req, *resp);
   }
-  run.tensors.clear();
-  const FailureReason reason = FinishResponse(*model_, req, *resp);
+  if (!final) {
+    // Under the run's lock, so the final response cannot overtake this one.
+    req.on_complete(std::move(resp));
+    return;
+  }
+  run.finished = true;
   const uint64_t end = NowNs();
   const uint64_t start = req.arrival_ns ? req.arrival_ns : req.enqueue_ns;
   auto& stats = model_->stats();

@@ -3,7 +3,9 @@
 // tensors it reads exist, so independent steps run concurrently; each step is an
 // ordinary request to its composing model (its scheduler batches it with the rest of
 // that model's traffic). Tensors move between steps as views sharing their owner:
-// one step's output buffer is the next step's input, never copied.
+// one step's output buffer is the next step's input, never copied. Each response of a
+// decoupled step carries the rest of the graph on its own (a branch), and the ensemble
+// answers once per finished branch, then with the final flag.
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -33,16 +35,24 @@ class EnsembleScheduler : public ModelExecutor {
   Status Enqueue(std::unique_ptr<InferenceRequest>& request) override;
   void Drain() override;
   size_t QueueSize() const override;
+  // Some step is a decoupled model, so a request may have any number of responses.
+  bool decoupled() const { return plan_.decoupled; }
 
  private:
   struct Run;
+  struct Branch;
   EnsembleScheduler(ModelVersion* model, EnsemblePlan plan,
                     std::function<void(std::unique_ptr<InferenceRequest>)> dispatch);
 
-  void Start(const std::shared_ptr<Run>& run, const std::vector<int>& steps);
-  void OnStepDone(const std::shared_ptr<Run>& run, int step,
+  void Start(const std::shared_ptr<Run>& run, const std::shared_ptr<Branch>& branch,
+             const std::vector<int>& steps);
+  void OnStepDone(const std::shared_ptr<Run>& run, const std::shared_ptr<Branch>& branch, int step,
                   std::unique_ptr<InferenceResponse> response);
-  void Finish(Run& run, std::unique_lock<std::mutex>& lock);
+  // Takes a step's outputs into `branch`; the steps that became ready are appended.
+  Status Absorb(Branch& branch, int step, InferenceResponse& response, std::vector<int>& ready);
+  // Answers the request: with `branch`'s outputs (null: the final flag alone, or the
+  // error in run.error); `final` ends it.
+  void Respond(Run& run, const Branch* branch, bool final, std::unique_lock<std::mutex>& lock);
   void RunEnded();
 
   ModelVersion* model_;

@@ -138,6 +138,7 @@ Status ModelVersion::LoadEnsemble(const EnsembleEnvironment& env) {
   FS_RETURN_IF_ERROR(LoadLabels());
   auto ensemble = EnsembleScheduler::Create(this, env);
   if (!ensemble.ok()) return ensemble.status();
+  decoupled_ = decoupled_ || ensemble.value()->decoupled();
   executor_ = std::move(ensemble.value());
   return Status::Ok();
 }

@@ -50,6 +50,7 @@ class ModelVersion {
   const ModelStatistics& stats() const { return stats_; }
   bool IsEnsemble() const;
   // model_transaction_policy { decoupled: true }: any number of responses per request.
+  // An ensemble is when one of its steps is.
   bool decoupled() const { return decoupled_; }
   // Set by the backend (ModelLoadContext::set_unavailable) when this loaded version can
   // no longer serve; empty while it can.

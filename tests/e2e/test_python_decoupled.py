@@ -439,3 +439,99 @@ def test_tritonclient_stream(server):
     inputs[1].set_data_from_numpy(np.array([0], np.int32))
     with pytest.raises(InferenceServerException, match="doesn't support models with decoupled"):
         client.infer("repeat", inputs)
+
+
+# Ensemble steps around `repeat`: DOUBLE before it (B = 2 * A; negative values, which
+# tell `repeat` what to do, pass as they are), SHIFT after it (Y = X + 100).
+ARITH = """
+import json
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.name = json.loads(args["model_config"])["name"]
+
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            if self.name == "double":
+                a = pb_utils.get_input_tensor_by_name(r, "A").as_numpy()
+                b = np.where(a >= 0, a * 2, a).astype(a.dtype)
+                out.append(pb_utils.InferenceResponse([pb_utils.Tensor("B", b)]))
+            else:
+                x = pb_utils.get_input_tensor_by_name(r, "X").as_numpy()
+                out.append(pb_utils.InferenceResponse([pb_utils.Tensor("Y", x + 100)]))
+        return out
+"""
+
+
+def ensemble_config(name, side_step=False):
+    side = """
+  { model_name: "shift" model_version: -1
+    input_map { key: "X" value: "DELAY" } output_map { key: "Y" value: "side" } }""" \
+        if side_step else ""
+    return f"""
+name: "{name}"
+platform: "ensemble"
+input [ {io("IN", "TYPE_INT32", [-1])}, {io("DELAY", "TYPE_INT32", [1])} ]
+output [ {io("Y", "TYPE_INT32", [1])}, {io("IDX", "TYPE_INT32", [1])} ]
+ensemble_scheduling {{ step [
+  {{ model_name: "double" model_version: -1
+    input_map {{ key: "A" value: "IN" }} output_map {{ key: "B" value: "doubled" }} }},
+  {{ model_name: "repeat" model_version: -1
+    input_map {{ key: "IN" value: "doubled" }} input_map {{ key: "DELAY" value: "DELAY" }}
+    output_map {{ key: "OUT" value: "one" }} output_map {{ key: "IDX" value: "IDX" }} }},
+  {{ model_name: "shift" model_version: -1
+    input_map {{ key: "X" value: "one" }} output_map {{ key: "Y" value: "Y" }} }}{"," if side_step else ""}{side}
+] }}
+"""
+
+
+def test_decoupled_model_as_ensemble_step(tmp_path):
+    """Each response of the decoupled step flows on through the steps after it; the
+    ensemble answers once per response, then the final flag, and refuses unary calls."""
+    python_model(tmp_path, "repeat", REPEAT, repeat_config())
+    python_model(tmp_path, "double", ARITH,
+                 cfg("double", [io("A", "TYPE_INT32", [-1])], [io("B", "TYPE_INT32", [-1])]))
+    python_model(tmp_path, "shift", ARITH,
+                 cfg("shift", [io("X", "TYPE_INT32", [1])], [io("Y", "TYPE_INT32", [1])]))
+    for name, side in (("pipeline", False), ("beside", True)):
+        (tmp_path / name / "1").mkdir(parents=True)
+        (tmp_path / name / "config.pbtxt").write_text(ensemble_config(name, side_step=side))
+    with Server(tmp_path, args=["--exit-on-error=false"], wait="live") as s:
+        assert wait_until(
+            lambda: requests.get(f"{s.url}/v2/models/pipeline/ready").status_code == 200)
+        st = Stream(s)
+        st.send("pipeline", "p", repeat_inputs([1, 2, 3], delay=20), empty_final=True)
+        st.send("pipeline", "none", repeat_inputs([]), empty_final=True)
+        st.send("pipeline", "bad", repeat_inputs([4, -1, 5], delay=300))
+        got = st.close()
+        by_id = {}
+        for r in got:
+            by_id.setdefault(r.infer_response.id, []).append(r)
+        p = by_id["p"]
+        assert [(out_of(r, "Y"), out_of(r, "IDX")) for r in p if out_of(r, "Y") is not None] \
+            == [(102, 0), (104, 1), (106, 2)]
+        # The last response is final: the last data one when its branch finished after
+        # `repeat` sent its final flag, else an empty one.
+        assert [final_param(r) for r in p] == [False] * (len(p) - 1) + [True]
+        assert len(p) == 3 or out_of(p[3], "Y") is None
+        assert all(r.error_message == "" and r.infer_response.model_name == "pipeline" for r in p)
+        assert [(out_of(r, "Y"), final_param(r)) for r in by_id["none"]] == [(None, True)]
+        # An error response of the step ends the ensemble's request with it.
+        bad = by_id["bad"]
+        assert out_of(bad[0], "Y") == 108
+        assert "element 1 is -1" in bad[1].error_message and "repeat" in bad[1].error_message
+        assert len(bad) == 2
+
+        code, err = infer(s, "pipeline", {"IN": (np.array([1], np.int32), "INT32"),
+                                          "DELAY": (np.array([0], np.int32), "INT32")})
+        assert code == 501 and "doesn't support models with decoupled transaction policy" in err
+
+        index = {m["name"]: m for m in requests.post(f"{s.url}/v2/repository/index",
+                                                      json={}).json()}
+        assert index["beside"]["state"] == "UNAVAILABLE"
+        assert ("step 3 (model 'shift') runs beside decoupled step 1 (model 'repeat')"
+                in index["beside"]["reason"]), index["beside"]["reason"]

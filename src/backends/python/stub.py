@@ -34,6 +34,12 @@ _ALIGN = 64
 _MAX_FDS = 64
 
 
+# One encoder and decoder for every frame: json.dumps(..., separators=...) builds a new
+# encoder per call, and json.loads of bytes first guesses their encoding.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+_decode = json.JSONDecoder().decode
+
+
 def _align(n):
     return (n + _ALIGN - 1) // _ALIGN * _ALIGN
 
@@ -44,7 +50,7 @@ class Channel:
         self.send_lock = threading.Lock()
 
     def send(self, msg, tail=None, fds=()):
-        js = json.dumps(msg, separators=(",", ":")).encode()
+        js = _encode(msg).encode()
         tail_len = len(tail) if tail is not None else 0
         bufs = [_HDR.pack(len(js) + tail_len, len(js)), js]
         if tail_len:
@@ -80,7 +86,7 @@ class Channel:
             if n == 0:
                 raise EOFError
             pos += n
-        return json.loads(buf[:json_len]), view[json_len:], fds
+        return _decode(buf[:json_len].decode()), view[json_len:], fds
 
 
 def _decode_tensors(descs, tail, maps, arena):

@@ -48,9 +48,22 @@ _NUMPY_TO_WIRE = {np.dtype(v).str if v is not np.object_ else "|O": k
                   for k, v in _WIRE_TO_NUMPY.items()}
 
 
+_WIRE_OF_DTYPE = {}  # numeric dtypes seen so far -> wire name (the lookup below is slow)
+
+
 def _wire_type_of(array):
     """KServe wire name of a numpy array's dtype ("FP32", "BYTES", ...)."""
     dt = array.dtype
+    name = _WIRE_OF_DTYPE.get(dt)
+    if name is not None:
+        return name
+    name = _wire_type_of_dtype(dt)
+    if dt.kind in "biuf":
+        _WIRE_OF_DTYPE[dt] = name
+    return name
+
+
+def _wire_type_of_dtype(dt):
     if dt == np.object_ or dt.kind in ("S", "U"):
         return "BYTES"
     name = _NUMPY_TO_WIRE.get(dt.newbyteorder("=").str if dt.byteorder == ">" else dt.str)
@@ -230,6 +243,10 @@ class InferenceRequest:
     def __init__(self, model_name="", requested_output_names=None, inputs=None, request_id="",
                  correlation_id=0, trace=None, flags=0, timeout=0, preferred_memory=None,
                  model_version=-1, parameters=None):
+        # Triton's binding takes a std::string, so the bytes a BYTES input holds (what
+        # its BLS example passes: MODEL_NAME.as_numpy()[0]) name a model as well.
+        if isinstance(model_name, (bytes, bytearray)):
+            model_name = bytes(model_name).decode("utf-8")
         self._model_name = model_name
         self._model_version = model_version
         self._outputs = list(requested_output_names or [])
@@ -364,19 +381,29 @@ def using_decoupled_model_transaction_policy(model_config):
     return bool(model_config.get("model_transaction_policy", {}).get("decoupled", False))
 
 
-class Logger:
-    """Writes into the server's log (log_verbose only when --log-verbose is on)."""
+class LogLevel:
+    """The levels of Logger.log(message, level)."""
+    INFO = 0
+    WARNING = 1
+    ERROR = 2
+    VERBOSE = 3
 
-    class LogLevel:
-        INFO = 0
-        WARNING = 1
-        ERROR = 2
-        VERBOSE = 3
+
+class Logger:
+    """Writes into the server's log (log_verbose only when --log-verbose is on).
+    Triton's model.py files write `logger.log(msg, logger.WARNING)`: the levels are
+    attributes of the class as well as of LogLevel."""
+
+    LogLevel = LogLevel
+    INFO = LogLevel.INFO
+    WARNING = LogLevel.WARNING
+    ERROR = LogLevel.ERROR
+    VERBOSE = LogLevel.VERBOSE
 
     @staticmethod
-    def log(message, level=0):
+    def log(message, level=LogLevel.INFO):
         names = {0: "info", 1: "warn", 2: "error", 3: "verbose"}
-        Logger._send(names.get(level, "info"), message)
+        Logger._send(names.get(int(level), "info"), message)
 
     @staticmethod
     def log_info(message):
