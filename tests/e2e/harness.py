@@ -54,7 +54,24 @@ class Server:
     wait: "ready" waits for /v2/health/ready, "live" for /v2/health/live, None not at all.
     """
 
+    # A port free_port() saw free can be taken before the server binds it (an outgoing
+    # connection's ephemeral port, another suite on the machine): such a start is retried on
+    # new ports, so a test never fails for a port it did not choose.
+    PORT_TAKEN = ("Address already in use", "address in use")
+
     def __init__(self, repo, args=(), wait="live", timeout=60, env=None):
+        for attempt in range(3):
+            self._start(repo, args, env)
+            if not wait:
+                return
+            try:
+                self.wait_for(wait, timeout)
+                return
+            except RuntimeError:
+                if attempt == 2 or not any(t in self.log() for t in self.PORT_TAKEN):
+                    raise
+
+    def _start(self, repo, args, env):
         self.http_port = free_port()
         self.grpc_port = free_port()
         self.metrics_port = free_port()
@@ -68,8 +85,6 @@ class Server:
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.grpc_url = f"127.0.0.1:{self.grpc_port}"
         self.metrics_url = f"http://127.0.0.1:{self.metrics_port}"
-        if wait:
-            self.wait_for(wait, timeout)
 
     def wait_for(self, what="live", timeout=60):
         deadline = time.time() + timeout
