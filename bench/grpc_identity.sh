@@ -62,7 +62,7 @@ measure() {
   t1=$(server_cpu_ticks "$SERVER")
   n1=$(counts identity | cut -d' ' -f1)
   echo "$out $(awk -v t=$((t1 - t0)) -v n=$((n1 - n0)) -v hz="$HZ" \
-    'BEGIN { printf "%.1f", n > 0 ? t * 1e6 / hz / n : 0 }')"
+    'BEGIN { printf "%.1f", (n > 0 ? t * 1e6 / hz / n : 0) }')"
 }
 
 # Warm-up: first connections, allocator pools, grpc's threads.
@@ -80,8 +80,8 @@ for c in 1 8 32; do
   for kind in unary stream; do
     read -r r p50 p99 err cpu < <(measure "$kind" "$c")
     printf '%-12s %5s %10.0f %8s %8s %7s %10s %8.2f %8.2f\n' "grpc $kind" "$c" "$r" "$p50" "$p99" \
-      "$err" "$cpu" "$(awk -v a="$cpu" -v b="$hcpu" 'BEGIN { print b > 0 ? a / b : 0 }')" \
-      "$(awk -v a="$r" -v b="$hr" 'BEGIN { print b > 0 ? a / b : 0 }')"
+      "$err" "$cpu" "$(awk -v a="$cpu" -v b="$hcpu" 'BEGIN { print (b > 0 ? a / b : 0) }')" \
+      "$(awk -v a="$r" -v b="$hr" 'BEGIN { print (b > 0 ? a / b : 0) }')"
   done
 done
 echo "cpu/http: server CPU per request over HTTP binary's (issue 17 target <= 1.3 at 32);" \
