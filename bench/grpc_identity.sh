@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# gRPC ModelInfer throughput and latency for a small identity request (16 FP32) at
-# concurrency 1, 8 and 32, with tools/grpc_load keeping N calls in flight. Ratios are
-# against concurrency 1 of the same run. When bench/http_identity.sh exists, its HTTP
-# figures are printed alongside.
+# gRPC ModelInfer against HTTP binary for the same identity request (ELEMENTS x FP32, in
+# and out) on one server, at concurrency 1, 8 and 32: unary ModelInfer and
+# ModelStreamInfer with tools/grpc_load keeping N calls in flight, HTTP with wrk -t1 and
+# N connections (binary tensor extension). Per row: throughput, latency, and the server's
+# CPU per request (utime+stime of the server process over the requests it answered,
+# counted by the model's statistics), with gRPC's CPU and throughput as ratios of HTTP
+# binary's at the same concurrency. The client shares the cores, so CPU per request is the
+# figure that does not depend on the client.
 # Env: BUILD_DIR (default build), FLOWSERVE_BIN, GRPC_LOAD, SECS (default 5), ELEMENTS (16).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,39 +17,72 @@ SECS=${SECS:-5}
 ELEMENTS=${ELEMENTS:-16}
 PY=/usr/bin/python3
 . "$ROOT/bench/lib.sh"
+need_tools wrk curl
 for f in "$BIN" "$LOAD"; do
   [[ -x $f ]] || { echo "missing $f (FLOWSERVE_WITH_GRPC=ON; ninja flowserve grpc_load)"; exit 1; }
 done
+start_workdir
 
-WORK=$(mktemp -d)
-write_identity_model "$WORK/repo"
-HTTP_PORT=$(free_port)
+write_identity_model "$TMP/repo"
+HLEN=$($PY - "$TMP/binary.body" "$ELEMENTS" <<'PYEOF'
+import json, struct, sys
+path, n = sys.argv[1], int(sys.argv[2])
+head = json.dumps({"inputs": [{"name": "INPUT0", "shape": [n], "datatype": "FP32",
+                               "parameters": {"binary_data_size": 4 * n}}],
+                   "parameters": {"binary_data_output": True}}).encode()
+open(path, "wb").write(head + struct.pack(f"<{n}f", *range(n)))
+print(len(head))
+PYEOF
+)
+PORT=$(free_port)
 GRPC_PORT=$(free_port)
-"$BIN" --model-repository="$WORK/repo" --http-port="$HTTP_PORT" --http-address=127.0.0.1 \
+"$BIN" --model-repository="$TMP/repo" --http-port="$PORT" --http-address=127.0.0.1 \
   --grpc-port="$GRPC_PORT" --grpc-address=127.0.0.1 --allow-metrics=false \
-  --log-info=false >"$WORK/server.log" 2>&1 &
+  --log-info=false >"$TMP/server.log" 2>&1 &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
-wait_ready "$HTTP_PORT" "$SERVER" "$WORK/server.log"
+PIDS+=("$SERVER")
+wait_ready "$PORT" "$SERVER" "$TMP/server.log"
+HZ=$(getconf CLK_TCK)
 
-echo "gRPC ModelInfer, identity model, $ELEMENTS x FP32, ${SECS}s per point" \
-  "($(nproc) cores, client on the same machine)"
-printf '%-12s %12s %10s %10s %10s %8s\n' concurrency "infer/s" p50_us p99_us "x c=1" errors
-BASE=""
+# measure KIND C: "req/s p50_us p99_us errors cpu_us_per_request" for one point.
+measure() {
+  local kind=$1 c=$2 t0 n0 t1 n1 out
+  t0=$(server_cpu_ticks "$SERVER")
+  n0=$(counts identity | cut -d' ' -f1)
+  if [[ $kind == http ]]; then
+    out=$(run_wrk identity "$c" "$HLEN" "$TMP/binary.body" |
+      awk '{ printf "%s %.0f %.0f %s", $1, $2 * 1000, $3 * 1000, $4 }')
+  else
+    local flag=""
+    [[ $kind == stream ]] && flag=--stream
+    out=$("$LOAD" --url="127.0.0.1:$GRPC_PORT" --model=identity --concurrency="$c" \
+      --elements="$ELEMENTS" --warmup=1 --duration="$SECS" $flag |
+      sed 's/.*throughput=\([^ ]*\) p50_us=\([^ ]*\) p90_us=[^ ]* p99_us=\([^ ]*\) errors=\([^ ]*\).*/\1 \2 \3 \4/')
+  fi
+  t1=$(server_cpu_ticks "$SERVER")
+  n1=$(counts identity | cut -d' ' -f1)
+  echo "$out $(awk -v t=$((t1 - t0)) -v n=$((n1 - n0)) -v hz="$HZ" \
+    'BEGIN { printf "%.1f", (n > 0 ? t * 1e6 / hz / n : 0) }')"
+}
+
+# Warm-up: first connections, allocator pools, grpc's threads.
+measure http 8 >/dev/null
+measure unary 8 >/dev/null
+
+echo "identity model, $ELEMENTS x FP32 in and out, ${SECS}s per point ($(nproc) cores," \
+  "clients on the same machine)"
+printf '%-12s %5s %10s %8s %8s %7s %10s %8s %8s\n' protocol conc "req/s" p50_us p99_us \
+  errors "cpu_us/req" "cpu/http" "rps/http"
 for c in 1 8 32; do
-  line=$("$LOAD" --url="127.0.0.1:$GRPC_PORT" --model=identity --concurrency="$c" \
-    --elements="$ELEMENTS" --warmup=1 --duration="$SECS")
-  get() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<<"$line"; }
-  tput=$(get throughput)
-  BASE=${BASE:-$tput}
-  ratio=$(awk -v a="$tput" -v b="$BASE" 'BEGIN { printf "%.2f", a / b }')
-  printf '%-12s %12s %10s %10s %10s %8s\n' "$c" "$tput" "$(get p50_us)" "$(get p99_us)" \
-    "$ratio" "$(get errors)"
+  read -r hr hp50 hp99 herr hcpu < <(measure http "$c")
+  printf '%-12s %5s %10.0f %8s %8s %7s %10s %8s %8s\n' "http binary" "$c" "$hr" "$hp50" "$hp99" \
+    "$herr" "$hcpu" 1.00 1.00
+  for kind in unary stream; do
+    read -r r p50 p99 err cpu < <(measure "$kind" "$c")
+    printf '%-12s %5s %10.0f %8s %8s %7s %10s %8.2f %8.2f\n' "grpc $kind" "$c" "$r" "$p50" "$p99" \
+      "$err" "$cpu" "$(awk -v a="$cpu" -v b="$hcpu" 'BEGIN { print (b > 0 ? a / b : 0) }')" \
+      "$(awk -v a="$r" -v b="$hr" 'BEGIN { print (b > 0 ? a / b : 0) }')"
+  done
 done
-
-if [[ -x $ROOT/bench/http_identity.sh ]]; then
-  echo
-  echo "HTTP, same machine (bench/http_identity.sh):"
-  kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true
-  BUILD_DIR=$BUILD_DIR FLOWSERVE_BIN=$BIN SECS=$SECS "$ROOT/bench/http_identity.sh"
-fi
+echo "cpu/http: server CPU per request over HTTP binary's (issue 17 target <= 1.3 at 32);" \
+  "rps/http: throughput over HTTP binary's (target >= 1 at 32)"

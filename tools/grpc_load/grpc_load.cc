@@ -1,10 +1,12 @@
 // grpc_load: keeps N ModelInfer calls in flight against one model and reports
 // throughput and latency percentiles, like perf_analyzer's concurrency mode.
 //
-//   grpc_load --url=127.0.0.1:8001 --model=identity --concurrency=8 --duration=5
+//   grpc_load --url=127.0.0.1:8001 --model=identity --concurrency=8 --duration=5 [--stream]
 //
 // Each of the N slots re-issues its call from the completion callback, so the number of
-// outstanding requests stays exactly N without a thread per request.
+// outstanding requests stays exactly N without a thread per request. With --stream each
+// slot is one ModelStreamInfer stream instead, writing its next request when the answer
+// to the previous one arrives (the same N in flight, without a call per request).
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
@@ -32,6 +34,7 @@ struct Options {
   int elements = 16;  // FP32 elements in the one input
   double warmup_s = 1.0;
   double duration_s = 5.0;
+  bool stream = false;
 };
 
 uint64_t NowNs() {
@@ -65,10 +68,12 @@ Options Parse(int argc, char** argv) {
       o.warmup_s = std::atof(v.c_str());
     } else if (Flag(argv[i], "--duration", &v)) {
       o.duration_s = std::atof(v.c_str());
+    } else if (std::strcmp(argv[i], "--stream") == 0) {
+      o.stream = true;
     } else {
       std::fprintf(stderr,
                    "usage: %s [--url=host:port] [--model=name] [--input=INPUT0] "
-                   "[--concurrency=N] [--elements=N] [--warmup=s] [--duration=s]\n",
+                   "[--concurrency=N] [--elements=N] [--warmup=s] [--duration=s] [--stream]\n",
                    argv[0]);
       std::exit(2);
     }
@@ -79,7 +84,9 @@ Options Parse(int argc, char** argv) {
 class Load {
  public:
   Load(const Options& o, std::shared_ptr<grpc::Channel> channel)
-      : stub_(inference::GRPCInferenceService::NewStub(channel)), slots_(o.concurrency) {
+      : stub_(inference::GRPCInferenceService::NewStub(channel)),
+        stream_(o.stream),
+        slots_(o.concurrency) {
     request_.set_model_name(o.model);
     auto* in = request_.add_inputs();
     in->set_name(o.input);
@@ -94,7 +101,13 @@ class Load {
 
   void Start() {
     outstanding_ = static_cast<int>(slots_.size());
-    for (auto& s : slots_) Issue(s);
+    for (auto& s : slots_) {
+      if (stream_) {
+        s.stream = std::make_unique<Stream>(this, &s);
+      } else {
+        Issue(s);
+      }
+    }
   }
   void SetMeasuring(bool on) { measuring_.store(on); }
   // Stops re-issuing and waits for the calls in flight.
@@ -114,17 +127,68 @@ class Load {
   const std::string& first_error() const { return first_error_; }
 
  private:
+  struct Stream;
   struct Slot {
     std::unique_ptr<grpc::ClientContext> context;
     inference::ModelInferResponse response;
     uint64_t start_ns = 0;
     std::vector<uint32_t> latencies_us;  // touched only by this slot's callbacks
+    std::unique_ptr<Stream> stream;      // --stream only
   };
+
+  // One slot's ModelStreamInfer: one request written at a time, the next once the
+  // answer to the previous one is read.
+  struct Stream
+      : grpc::ClientBidiReactor<inference::ModelInferRequest, inference::ModelStreamInferResponse> {
+    Stream(Load* load, Slot* slot) : load_(load), slot_(slot) {
+      load->stub_->async()->ModelStreamInfer(&context_, this);
+      StartCall();
+      Next();
+    }
+    void Next() {
+      if (load_->stopping_.load()) {
+        StartWritesDone();
+        return;
+      }
+      slot_->start_ns = NowNs();
+      pending_.store(2);  // the write and the read: one write may be outstanding at a time
+      StartWrite(&load_->request_);
+      StartRead(&answer_);
+    }
+    void OnWriteDone(bool ok) override {
+      if (ok) Step();
+    }
+    void OnReadDone(bool ok) override {
+      if (!ok) return;  // the stream ended; OnDone reports why
+      grpc::Status status = answer_.error_message().empty()
+                                ? grpc::Status::OK
+                                : grpc::Status(grpc::StatusCode::UNKNOWN, answer_.error_message());
+      load_->Record(*slot_, status);
+      Step();
+    }
+    void Step() {
+      if (pending_.fetch_sub(1) == 1) Next();
+    }
+    void OnDone(const grpc::Status& status) override {
+      if (!status.ok()) load_->Record(*slot_, status);
+      load_->SlotEnded();
+    }
+
+    Load* load_;
+    Slot* slot_;
+    grpc::ClientContext context_;
+    inference::ModelStreamInferResponse answer_;
+    std::atomic<int> pending_{0};
+  };
+
+  void SlotEnded() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (--outstanding_ == 0) cv_.notify_all();
+  }
 
   void Issue(Slot& s) {
     if (stopping_.load()) {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (--outstanding_ == 0) cv_.notify_all();
+      SlotEnded();
       return;
     }
     s.context = std::make_unique<grpc::ClientContext>();
@@ -134,6 +198,11 @@ class Load {
   }
 
   void Done(Slot& s, const grpc::Status& status) {
+    Record(s, status);
+    Issue(s);
+  }
+
+  void Record(Slot& s, const grpc::Status& status) {
     uint64_t us = (NowNs() - s.start_ns) / 1000;
     if (!status.ok()) {
       if (errors_.fetch_add(1) == 0) {
@@ -143,10 +212,10 @@ class Load {
     } else if (measuring_.load(std::memory_order_relaxed)) {
       s.latencies_us.push_back(static_cast<uint32_t>(std::min<uint64_t>(us, UINT32_MAX)));
     }
-    Issue(s);
   }
 
   std::unique_ptr<inference::GRPCInferenceService::Stub> stub_;
+  bool stream_;
   inference::ModelInferRequest request_;  // shared read-only by every call
   std::vector<Slot> slots_;
   std::atomic<bool> measuring_{false};
@@ -194,9 +263,9 @@ int main(int argc, char** argv) {
   double throughput = static_cast<double>(lat.size()) / seconds;
   uint32_t p50 = Percentile(lat, 0.50), p90 = Percentile(lat, 0.90), p99 = Percentile(lat, 0.99);
   std::printf(
-      "concurrency=%d requests=%zu throughput=%.1f p50_us=%u p90_us=%u p99_us=%u "
+      "mode=%s concurrency=%d requests=%zu throughput=%.1f p50_us=%u p90_us=%u p99_us=%u "
       "errors=%llu\n",
-      o.concurrency, lat.size(), throughput, p50, p90, p99,
+      o.stream ? "stream" : "unary", o.concurrency, lat.size(), throughput, p50, p90, p99,
       static_cast<unsigned long long>(load.errors()));
   return load.errors() > 0 ? 1 : 0;
 }

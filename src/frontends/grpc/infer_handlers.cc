@@ -103,12 +103,16 @@ grpc::ServerUnaryReactor* HandleModelInfer(InferenceServer* server,
     reactor->Finish(ToGrpcStatus(st));
     return reactor;
   }
+  core_request->endpoint = "ModelInfer RPC";
+  // This is one of grpc's callback threads: a cheap model may run right here, and the
+  // answer is then finished inside the handler, which grpc sends without waking another
+  // thread (the scheduler decides, as for HTTP's I/O threads).
+  core_request->may_run_inline = true;
   // grpc keeps `response` alive until Finish, and the core calls this exactly once.
   // The pair goes back to the pool when the last reference to it drops, and the core
   // drops the request's (input tensors) before this runs. Holding one until after
   // Finish makes the reference count itself order these writes before the pair's
   // Clear() and reuse, instead of relying only on grpc's hand-off of the finished call.
-  core_request->endpoint = "ModelInfer RPC";
   core_request->on_complete =
       [reactor, response, owner = std::move(owner),
        shm_outputs = std::move(shm_outputs)](std::unique_ptr<InferenceResponse> r) mutable {
@@ -200,6 +204,9 @@ class StreamInferReactor
     // the final one, and a final flag sent alone becomes an empty response; without it,
     // a final flag alone sends nothing.
     request->multiple_responses = true;
+    // On grpc's callback thread, as for unary calls; the answer is then written from
+    // inside OnReadDone.
+    request->may_run_inline = true;
     request->on_complete = [this, final_flag, id = msg->id(), model = msg->model_name(),
                             version = msg->model_version(), shm_outputs = std::move(shm_outputs)](
                                std::unique_ptr<InferenceResponse> r) {
