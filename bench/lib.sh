@@ -77,3 +77,9 @@ cleanup_workdir() {
   wait 2>/dev/null || true
   rm -rf "$TMP"
 }
+
+# server_cpu_ticks PID: utime+stime of the process so far, in clock ticks (getconf CLK_TCK).
+server_cpu_ticks() {
+  # Fields after the command name, which is in parentheses and may hold spaces.
+  sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+}
