@@ -63,6 +63,11 @@ struct InferenceRequest {
   ResponseCallback on_complete;
   bool multiple_responses = false;
   const char* endpoint = "this endpoint";
+  // The frontend calls from a thread that may execute this request itself and answer
+  // it there (an I/O thread whose reply to its own connection needs no hand-off). The
+  // scheduler decides whether it does (Scheduler: cheap model, idle instance, empty
+  // queue); requests derived from this one (ensemble steps) never inherit it.
+  bool may_run_inline = false;
   // Decoupled models only: set by the scheduler before Execute, in place of on_complete.
   std::shared_ptr<ResponseSender> response_sender;
   // Set when this request is sampled for tracing (core/request_trace.h).
