@@ -194,26 +194,35 @@ Status Scheduler::Enqueue(std::unique_ptr<InferenceRequest>& request) {
   const bool try_inline = request->may_run_inline && inline_allowed_ && MeasuredCheap();
   int inline_index = -1;
   uint64_t inline_seq = 0;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (draining_) {
-      return Unavailable("model '" + model_->name() + "' version " +
-                         std::to_string(model_->version()) + " is unloading");
-    }
-    // Checked under mu_: CancelAllQueued empties this queue under it after setting the flag.
-    if (Registry().exiting.load()) return Unavailable(kExiting);
-    if (try_inline && (inline_index = ClaimForInline()) >= 0) {
-      inline_seq = next_seq_++;
-    } else {
-      const bool full =
-          qp.max_queue_size > 0 && lvl.queue.size() + lvl.delayed.size() >= qp.max_queue_size;
-      if (!full) {
-        lvl.queue.push_back(Pending{std::move(request), deadline});
-        ++queued_;
-        if (deadline) ++with_deadline_;
-        model_->stats().pending_requests.fetch_add(1, std::memory_order_relaxed);
+  bool may_wait = try_inline;  // once, for an instance busy with a cheap execution
+  for (;;) {
+    bool wait = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (draining_) {
+        return Unavailable("model '" + model_->name() + "' version " +
+                           std::to_string(model_->version()) + " is unloading");
+      }
+      // Checked under mu_: CancelAllQueued empties this queue under it after setting the flag.
+      if (Registry().exiting.load()) return Unavailable(kExiting);
+      if (try_inline && (inline_index = ClaimForInline()) >= 0) {
+        inline_seq = next_seq_++;
+      } else if (may_wait && queued_ == 0) {
+        wait = true;  // every instance is busy, nothing waits ahead of us
+      } else {
+        const bool full =
+            qp.max_queue_size > 0 && lvl.queue.size() + lvl.delayed.size() >= qp.max_queue_size;
+        if (!full) {
+          lvl.queue.push_back(Pending{std::move(request), deadline});
+          ++queued_;
+          if (deadline) ++with_deadline_;
+          model_->stats().pending_requests.fetch_add(1, std::memory_order_relaxed);
+        }
       }
     }
+    if (!wait) break;
+    may_wait = false;
+    WaitForIdleInstance();
   }
   if (inline_index >= 0) {
     ExecuteInline(static_cast<size_t>(inline_index), std::move(request), inline_seq);
@@ -267,6 +276,23 @@ void Scheduler::ObserveExecution(uint64_t ns) {
   const uint64_t next = seen == 0 ? ns : old - old / 8 + ns / 8;
   execute_ewma_ns_.store(next, std::memory_order_relaxed);
   if (seen < kInlineMinExecutions) executions_seen_.store(seen + 1, std::memory_order_relaxed);
+}
+
+void Scheduler::WaitForIdleInstance() const {
+  // Two I/O threads often reach a cheap model's one instance within its execution of a
+  // microsecond or two. Queueing then would wake the instance thread (and make every
+  // request behind it queue too, until that thread has caught up): far more than the
+  // wait. The wait is bounded by the model's own execution time, so it stays short.
+  const uint64_t budget =
+      std::min<uint64_t>(2 * execute_ewma_ns_.load(std::memory_order_relaxed) + 5'000, 50'000);
+  const uint64_t until = NowNs() + budget;
+  for (;;) {
+    for (size_t i = 0; i < instances_.size(); ++i) {
+      if (!busy_[i].load(std::memory_order_acquire)) return;
+    }
+    if (NowNs() >= until) return;
+    YieldCpu();
+  }
 }
 
 int Scheduler::ClaimForInline() {

@@ -88,6 +88,8 @@ class Scheduler {
   void WorkerLoop(size_t index);
   // Under mu_: claims an idle instance for the caller's thread; its index, or -1.
   int ClaimForInline();
+  // Polls, briefly (the model's measured execution time), for an instance to free up.
+  void WaitForIdleInstance() const;
   void ExecuteInline(size_t index, std::unique_ptr<InferenceRequest> request, uint64_t seq);
   // Folds one execution's duration into the per-model estimate inline execution checks.
   void ObserveExecution(uint64_t ns);
