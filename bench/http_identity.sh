@@ -36,11 +36,7 @@ PY
 
 # --- flowserve ------------------------------------------------------------------------------
 FS_PORT=$(free_port)
-"$BIN" --model-repository="$TMP/repo" --http-address=127.0.0.1 --http-port="$FS_PORT" \
-  --http-thread-count="$THREADS" --allow-grpc=false --allow-metrics=false \
-  --log-info=false >"$TMP/flowserve.log" 2>&1 &
-PIDS+=($!)
-wait_ready "$FS_PORT" "${PIDS[-1]}" "$TMP/flowserve.log"
+start_http_only "$TMP/repo" "$FS_PORT" "$THREADS"
 URL="http://127.0.0.1:$FS_PORT/v2/models/identity/infer"
 
 # Record flowserve's real replies: nginx sends bodies (and the framing header) of the same size.

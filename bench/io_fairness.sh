@@ -37,11 +37,7 @@ open(sys.argv[1], "w").write(json.dumps(
   "$TMP/json.body"
 
 PORT=$(free_port)
-"$BIN" --model-repository="$TMP/repo" --http-address=127.0.0.1 --http-port="$PORT" \
-  --http-thread-count="$THREADS" --allow-grpc=false --allow-metrics=false \
-  --log-info=false >"$TMP/flowserve.log" 2>&1 &
-PIDS+=($!)
-wait_ready "$PORT" "${PIDS[-1]}" "$TMP/flowserve.log"
+start_http_only "$TMP/repo" "$PORT" "$THREADS"
 
 load() {  # model seconds -> "rps p50us p99us errors"
   WRK_BODY_FILE="$TMP/json.body" wrk -t1 -c"$CONNS" -d"$2s" --timeout 30s \
