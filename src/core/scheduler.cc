@@ -278,6 +278,16 @@ void Scheduler::ObserveExecution(uint64_t ns) {
   if (seen < kInlineMinExecutions) executions_seen_.store(seen + 1, std::memory_order_relaxed);
 }
 
+namespace {
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+}  // namespace
+
 void Scheduler::WaitForIdleInstance() const {
   // Two I/O threads often reach a cheap model's one instance within its execution of a
   // microsecond or two. Queueing then would wake the instance thread (and make every
@@ -291,7 +301,9 @@ void Scheduler::WaitForIdleInstance() const {
       if (!busy_[i].load(std::memory_order_acquire)) return;
     }
     if (NowNs() >= until) return;
-    YieldCpu();
+    // No sched_yield: on a loaded machine it can hand the core away for a whole time
+    // slice (milliseconds) to an unrelated thread, while the wait is microseconds.
+    for (int i = 0; i < 16; ++i) CpuRelax();
   }
 }
 
