@@ -83,3 +83,13 @@ server_cpu_ticks() {
   # Fields after the command name, which is in parentheses and may hold spaces.
   sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
 }
+
+# start_http_only REPO PORT THREADS: flowserve with HTTP only (no gRPC, no metrics) on PORT,
+# its pid added to PIDS; returns once it is ready. Needs BIN and TMP (start_workdir).
+start_http_only() {
+  "$BIN" --model-repository="$1" --http-address=127.0.0.1 --http-port="$2" \
+    --http-thread-count="$3" --allow-grpc=false --allow-metrics=false \
+    --log-info=false >"$TMP/flowserve.log" 2>&1 &
+  PIDS+=($!)
+  wait_ready "$2" "${PIDS[-1]}" "$TMP/flowserve.log"
+}

@@ -22,6 +22,10 @@ constexpr uint64_t kNever = std::numeric_limits<uint64_t>::max();
 // How long an instance thread polls for the next request after executing, before it
 // sleeps on the queue's condition variable (see AdaptiveSpin).
 constexpr std::chrono::microseconds kSpinAfterBatch{100};
+// Executions a model must have run on its instance threads before its estimate may let
+// it run inline: a model's first requests tell nothing about the next ones (a 10 ms
+// model must not get one request onto an I/O thread just because it is new).
+constexpr uint32_t kInlineMinExecutions = 8;
 
 // Two requests can share a batch when every input has the same non-batch dims.
 bool SameItemShapes(const InferenceRequest& a, const InferenceRequest& b) {
@@ -105,9 +109,13 @@ Scheduler::Scheduler(ModelVersion* model, BatchingPolicy policy,
                      std::vector<std::unique_ptr<BackendInstance>> instances)
     : model_(model), policy_(std::move(policy)), instances_(std::move(instances)) {
   for (const auto& [level, qp] : policy_.queue_policy) levels_[level].policy = qp;
+  busy_ = std::make_unique<std::atomic<bool>[]>(instances_.size());
+  // A batching delay means waiting for company, which inline execution would skip;
+  // decoupled responses come from any thread whenever the backend likes.
+  inline_allowed_ = !model_->decoupled() && !(policy_.enabled && policy_.max_queue_delay_ns > 0);
   workers_.reserve(instances_.size());
-  for (auto& inst : instances_) {
-    workers_.emplace_back([this, i = inst.get()] { WorkerLoop(i); });
+  for (size_t i = 0; i < instances_.size(); ++i) {
+    workers_.emplace_back([this, i] { WorkerLoop(i); });
   }
   std::lock_guard<std::mutex> lock(Registry().mu);
   Registry().live.insert(this);
@@ -183,22 +191,42 @@ Status Scheduler::Enqueue(std::unique_ptr<InferenceRequest>& request) {
     TraceQueued(*request->trace, model_->version(), request->enqueue_ns, request->inputs);
   }
   const uint64_t deadline = timeout_us > 0 ? request->enqueue_ns + timeout_us * 1000 : 0;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (draining_) {
-      return Unavailable("model '" + model_->name() + "' version " +
-                         std::to_string(model_->version()) + " is unloading");
+  const bool try_inline = request->may_run_inline && inline_allowed_ && MeasuredCheap();
+  int inline_index = -1;
+  uint64_t inline_seq = 0;
+  bool may_wait = try_inline;  // once, for an instance busy with a cheap execution
+  for (;;) {
+    bool wait = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (draining_) {
+        return Unavailable("model '" + model_->name() + "' version " +
+                           std::to_string(model_->version()) + " is unloading");
+      }
+      // Checked under mu_: CancelAllQueued empties this queue under it after setting the flag.
+      if (Registry().exiting.load()) return Unavailable(kExiting);
+      if (try_inline && (inline_index = ClaimForInline()) >= 0) {
+        inline_seq = next_seq_++;
+      } else if (may_wait && queued_ == 0) {
+        wait = true;  // every instance is busy, nothing waits ahead of us
+      } else {
+        const bool full =
+            qp.max_queue_size > 0 && lvl.queue.size() + lvl.delayed.size() >= qp.max_queue_size;
+        if (!full) {
+          lvl.queue.push_back(Pending{std::move(request), deadline});
+          ++queued_;
+          if (deadline) ++with_deadline_;
+          model_->stats().pending_requests.fetch_add(1, std::memory_order_relaxed);
+        }
+      }
     }
-    // Checked under mu_: CancelAllQueued empties this queue under it after setting the flag.
-    if (Registry().exiting.load()) return Unavailable(kExiting);
-    const bool full =
-        qp.max_queue_size > 0 && lvl.queue.size() + lvl.delayed.size() >= qp.max_queue_size;
-    if (!full) {
-      lvl.queue.push_back(Pending{std::move(request), deadline});
-      ++queued_;
-      if (deadline) ++with_deadline_;
-      model_->stats().pending_requests.fetch_add(1, std::memory_order_relaxed);
-    }
+    if (!wait) break;
+    may_wait = false;
+    WaitForIdleInstance();
+  }
+  if (inline_index >= 0) {
+    ExecuteInline(static_cast<size_t>(inline_index), std::move(request), inline_seq);
+    return Status::Ok();
   }
   if (request) {  // the queue was full
     std::string where =
@@ -230,6 +258,81 @@ void Scheduler::Drain() {
     if (w.joinable()) w.join();
   }
   workers_.clear();
+  // Requests executing on callers' threads hold instances too.
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_->wait(lock, [this] { return inline_running_ == 0; });
+}
+
+bool Scheduler::MeasuredCheap() const {
+  return executions_seen_.load(std::memory_order_relaxed) >= kInlineMinExecutions &&
+         execute_ewma_ns_.load(std::memory_order_relaxed) <= kInlineMaxExecuteNs;
+}
+
+void Scheduler::ObserveExecution(uint64_t ns) {
+  // Weight 1/8: one slow execution (a large input) lifts a cheap model's estimate over
+  // the threshold at once; about 15 cheap ones bring it back.
+  const uint64_t old = execute_ewma_ns_.load(std::memory_order_relaxed);
+  const uint32_t seen = executions_seen_.load(std::memory_order_relaxed);
+  const uint64_t next = seen == 0 ? ns : old - old / 8 + ns / 8;
+  execute_ewma_ns_.store(next, std::memory_order_relaxed);
+  if (seen < kInlineMinExecutions) executions_seen_.store(seen + 1, std::memory_order_relaxed);
+}
+
+namespace {
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+}  // namespace
+
+void Scheduler::WaitForIdleInstance() const {
+  // Two I/O threads often reach a cheap model's one instance within its execution of a
+  // microsecond or two. Queueing then would wake the instance thread (and make every
+  // request behind it queue too, until that thread has caught up): far more than the
+  // wait. The wait is bounded by the model's own execution time, so it stays short.
+  const uint64_t budget =
+      std::min<uint64_t>(2 * execute_ewma_ns_.load(std::memory_order_relaxed) + 5'000, 50'000);
+  const uint64_t until = NowNs() + budget;
+  for (;;) {
+    for (size_t i = 0; i < instances_.size(); ++i) {
+      if (!busy_[i].load(std::memory_order_acquire)) return;
+    }
+    if (NowNs() >= until) return;
+    // No sched_yield: on a loaded machine it can hand the core away for a whole time
+    // slice (milliseconds) to an unrelated thread, while the wait is microseconds.
+    for (int i = 0; i < 16; ++i) CpuRelax();
+  }
+}
+
+int Scheduler::ClaimForInline() {
+  // Never ahead of a queued request (priorities, timeouts and order are the queue's).
+  if (queued_ > 0) return -1;
+  for (size_t i = 0; i < instances_.size(); ++i) {
+    if (!busy_[i].load(std::memory_order_acquire)) {
+      busy_[i].store(true, std::memory_order_relaxed);
+      ++inline_running_;
+      return static_cast<int>(i);
+    }
+  }
+  return -1;
+}
+
+void Scheduler::ExecuteInline(size_t index, std::unique_ptr<InferenceRequest> request,
+                              uint64_t seq) {
+  Batch batch;
+  batch.push_back(std::move(request));
+  Execute(index, batch, NowNs(), seq);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    --inline_running_;
+    // The instance's own worker may have been passed over for a request queued meanwhile,
+    // and Drain waits for the last inline execution.
+    if (queued_ == 0 && !draining_) return;
+  }
+  cv_->notify_all();
 }
 
 uint64_t Scheduler::ExpireTimedOut(uint64_t now, Batch& expired) {
@@ -278,12 +381,18 @@ void Scheduler::TakeFront(size_t n, Batch& batch) {
                                              std::memory_order_relaxed);
 }
 
-bool Scheduler::NextBatch(std::unique_lock<std::mutex>& lock, Batch& batch, Batch& expired,
-                          uint64_t& seq, AdaptiveSpin* spin) {
+bool Scheduler::NextBatch(std::unique_lock<std::mutex>& lock, size_t index, Batch& batch,
+                          Batch& expired, uint64_t& seq, AdaptiveSpin* spin) {
   for (;;) {
     const uint64_t now = NowNs();
     const uint64_t next_deadline = ExpireTimedOut(now, expired);
     if (!expired.empty()) return true;  // answer them first, then come back
+    if (busy_[index].load(std::memory_order_acquire)) {
+      // A caller's thread is executing on this instance; its release wakes us.
+      if (draining_ && queued_ == 0) return false;
+      cv_->wait(lock);
+      continue;
+    }
     if (queued_ == 0) {
       if (draining_) return false;
       if (spin) {
@@ -368,6 +477,7 @@ bool Scheduler::NextBatch(std::unique_lock<std::mutex>& lock, Batch& batch, Batc
       continue;
     }
     TakeFront(take, batch);
+    busy_[index].store(true, std::memory_order_relaxed);
     seq = next_seq_++;
     // Another idle instance may be able to start on what is left.
     if (queued_ > 0) cv_->notify_one();
@@ -375,7 +485,7 @@ bool Scheduler::NextBatch(std::unique_lock<std::mutex>& lock, Batch& batch, Batc
   }
 }
 
-void Scheduler::WorkerLoop(BackendInstance* instance) {
+void Scheduler::WorkerLoop(size_t index) {
   Batch batch, expired;
   AdaptiveSpin spin(kSpinAfterBatch);
   bool hot = false;  // just executed: a request may be on its way
@@ -384,7 +494,7 @@ void Scheduler::WorkerLoop(BackendInstance* instance) {
     uint64_t dequeue_ns = 0;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      if (!NextBatch(lock, batch, expired, seq, hot ? &spin : nullptr)) return;
+      if (!NextBatch(lock, index, batch, expired, seq, hot ? &spin : nullptr)) return;
       dequeue_ns = NowNs();
     }
     for (auto& r : expired) {
@@ -395,7 +505,7 @@ void Scheduler::WorkerLoop(BackendInstance* instance) {
     }
     expired.clear();
     if (!batch.empty()) {
-      Execute(instance, batch, dequeue_ns, seq);
+      Execute(index, batch, dequeue_ns, seq);
       batch.clear();
       hot = true;
     }
@@ -414,8 +524,8 @@ void Scheduler::Reject(std::unique_ptr<InferenceRequest> request, const Status& 
   cb(std::move(resp));
 }
 
-void Scheduler::Execute(BackendInstance* instance, Batch& batch, uint64_t dequeue_ns,
-                        uint64_t seq) {
+void Scheduler::Execute(size_t index, Batch& batch, uint64_t dequeue_ns, uint64_t seq) {
+  BackendInstance* instance = instances_[index].get();
   const size_t n = batch.size();
   std::vector<InferenceRequest*> reqs;
   std::vector<std::unique_ptr<InferenceResponse>> owned;
@@ -436,6 +546,7 @@ void Scheduler::Execute(BackendInstance* instance, Batch& batch, uint64_t dequeu
   }
   if (model_->decoupled()) {
     ExecuteDecoupled(instance, batch, reqs, owned, batch_size, dequeue_ns);
+    busy_[index].store(false, std::memory_order_release);
     return;
   }
   const uint64_t infer_start = NowNs();
@@ -444,6 +555,7 @@ void Scheduler::Execute(BackendInstance* instance, Batch& batch, uint64_t dequeu
   std::vector<FailureReason> reasons(n);
   for (size_t i = 0; i < n; ++i) reasons[i] = FinishResponse(*model_, *batch[i], *owned[i]);
   const uint64_t end = NowNs();
+  ObserveExecution(end - dequeue_ns);
 
   // Triton's split: input = core work before the backend runs, infer = the backend's
   // Execute, output = output selection and classification. Each request is charged
@@ -472,6 +584,9 @@ void Scheduler::Execute(BackendInstance* instance, Batch& batch, uint64_t dequeu
     deliveries.push_back(Delivery{std::move(r.on_complete), std::move(owned[i])});
     batch[i].reset();  // release input buffers before the frontend writes
   }
+  // Free before the callbacks run: a caller answered by them may send its next request at
+  // once, and should find the instance idle.
+  busy_[index].store(false, std::memory_order_release);
   Deliver(seq, std::move(deliveries));
 }
 

@@ -3,6 +3,9 @@
 // thread; with dynamic batching a free instance takes as many compatible requests as
 // the config allows (preferred sizes, max queue delay), otherwise one at a time.
 // Requests wait in per-priority-level queues with Triton's queue policies.
+// Run-to-completion: a request its frontend marks `may_run_inline` executes on the
+// calling thread itself (no hand-off either way) when the model is measured cheap, an
+// instance is idle, nothing is queued ahead of it and no batching delay applies.
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -61,6 +64,10 @@ class Scheduler {
   // Returns how many were answered.
   static size_t CancelAllQueued();
 
+  // A model whose executions average more than this (EWMA) never runs on the caller's
+  // thread: an I/O thread serves other connections, which must not wait behind it.
+  static constexpr uint64_t kInlineMaxExecuteNs = 200'000;
+
  private:
   using Batch = std::vector<std::unique_ptr<InferenceRequest>>;
   struct Pending {
@@ -78,20 +85,29 @@ class Scheduler {
     std::unique_ptr<InferenceResponse> response;
   };
 
-  void WorkerLoop(BackendInstance* instance);
+  void WorkerLoop(size_t index);
+  // Under mu_: claims an idle instance for the caller's thread; its index, or -1.
+  int ClaimForInline();
+  // Polls, briefly (the model's measured execution time), for an instance to free up.
+  void WaitForIdleInstance() const;
+  void ExecuteInline(size_t index, std::unique_ptr<InferenceRequest> request, uint64_t seq);
+  // Folds one execution's duration into the per-model estimate inline execution checks.
+  void ObserveExecution(uint64_t ns);
+  bool MeasuredCheap() const;
   // Blocks until a batch is ready or requests timed out; false when draining and
   // nothing is left. `seq` numbers batches in the order they leave the queue.
   // `spin` (the worker's own; null unless it just executed, so that a request may be
   // on its way): poll briefly before sleeping, because a futex wake-up costs more than
   // a small request.
-  bool NextBatch(std::unique_lock<std::mutex>& lock, Batch& batch, Batch& expired, uint64_t& seq,
-                 AdaptiveSpin* spin);
+  bool NextBatch(std::unique_lock<std::mutex>& lock, size_t index, Batch& batch, Batch& expired,
+                 uint64_t& seq, AdaptiveSpin* spin);
   // Moves timed-out requests out (REJECT) or to the back (DELAY); returns the
   // earliest deadline still pending (UINT64_MAX when none).
   uint64_t ExpireTimedOut(uint64_t now, Batch& expired);
   // Removes the first n requests in serving order.
   void TakeFront(size_t n, Batch& batch);
-  void Execute(BackendInstance* instance, Batch& batch, uint64_t dequeue_ns, uint64_t seq);
+  // Runs `batch` on instance `index` (busy_ set by the caller) and frees it.
+  void Execute(size_t index, Batch& batch, uint64_t dequeue_ns, uint64_t seq);
   void ExecuteDecoupled(BackendInstance* instance, Batch& batch,
                         std::vector<InferenceRequest*>& reqs,
                         std::vector<std::unique_ptr<InferenceResponse>>& owned, int64_t batch_size,
@@ -116,6 +132,17 @@ class Scheduler {
   size_t with_deadline_ = 0;          // queued requests that can time out
   uint64_t next_seq_ = 0;
   std::atomic<bool> draining_{false};
+  // By instance index: executing (on its worker or on a caller's thread). Set under mu_;
+  // freed by the executing thread without it (a worker of a claimed instance waits on
+  // cv_, which the inline release notifies under mu_).
+  std::unique_ptr<std::atomic<bool>[]> busy_;
+  size_t inline_running_ = 0;  // under mu_; Drain waits for it to reach 0
+  // Inline execution needs no batching delay, no decoupled responses (fixed at load).
+  bool inline_allowed_ = false;
+  // Execution time estimate (EWMA, ns) and how many executions it has seen; read
+  // without a lock (an estimate a race can only make slightly stale).
+  std::atomic<uint64_t> execute_ewma_ns_{0};
+  std::atomic<uint32_t> executions_seen_{0};
 
   std::mutex order_mu_;
   uint64_t next_to_deliver_ = 0;

@@ -128,6 +128,9 @@ struct HttpListener::Impl {
   std::atomic<int> connections{0};
 
   std::atomic<bool> refused_logged{false};
+  // The shortest of the idle, request and linger timeouts: how far ahead a session's
+  // timer is set at most (see Session::SetDeadline).
+  std::chrono::steady_clock::duration shortest_timeout{};
 
   void Accept();
   void Refuse(tcp::socket s);
@@ -137,6 +140,9 @@ struct HttpListener::Impl {
 };
 
 namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr Clock::time_point kNoDeadline = Clock::time_point::max();
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
@@ -157,7 +163,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (closed_) return;
     closed_ = true;
     SetAwaiting(false);
-    ++timer_generation_;
+    deadline_ = kNoDeadline;
     timer_.cancel();
     beast::error_code ec;
     socket_.shutdown(tcp::socket::shutdown_both, ec);
@@ -193,24 +199,44 @@ class Session : public std::enable_shared_from_this<Session> {
         [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
   }
 
-  // A deadline for the read in progress; a later ArmTimer or Close supersedes it.
+  // A deadline for the read in progress (0: none); a later ArmTimer, Disarm or Close
+  // supersedes it.
   void ArmTimer(int ms) {
-    uint64_t generation = ++timer_generation_;
-    if (ms <= 0) {
-      timer_.cancel();
-      return;
-    }
-    timer_.expires_after(std::chrono::milliseconds(ms));
-    timer_.async_wait([self = shared_from_this(), generation](beast::error_code ec) {
-      if (ec || generation != self->timer_generation_ || self->closed_ ||
-          self->state_ != State::kReading) {
-        return;
-      }
-      // Fails the pending read; OnReadError answers 408 if a request had begun.
-      self->timed_out_ = true;
-      beast::error_code ignored;
-      self->socket_.cancel(ignored);
-    });
+    SetDeadline(ms <= 0 ? kNoDeadline : Clock::now() + std::chrono::milliseconds(ms));
+  }
+  void Disarm() { deadline_ = kNoDeadline; }
+
+  // The deadline is a field that moves with every request; the timer is set again only
+  // when it must fire earlier than it is set to. A wait that fires before the deadline
+  // sleeps again until it, one that finds no deadline ends. So a busy keep-alive
+  // connection costs no timer system call per request (a timerfd update plus a cancelled
+  // wait per deadline was a visible share of a small request's CPU).
+  void SetDeadline(Clock::time_point at) {
+    deadline_ = at;
+    if (at == kNoDeadline || timer_at_ <= at) return;
+    // Waits start at most the shortest timeout ahead, so that the next deadline, set
+    // later and at least that far off, finds the wait early enough.
+    StartWait(std::min(at, Clock::now() + impl_->shortest_timeout));
+  }
+  void StartWait(Clock::time_point at) {
+    timer_at_ = at;
+    const uint64_t generation = ++wait_generation_;
+    timer_.expires_at(at);  // a wait set for later ends as aborted, with a stale generation
+    timer_.async_wait(
+        [self = shared_from_this(), generation](beast::error_code) { self->OnTimer(generation); });
+  }
+  void OnTimer(uint64_t generation) {
+    if (generation != wait_generation_) return;
+    timer_at_ = kNoDeadline;
+    if (closed_ || deadline_ == kNoDeadline) return;
+    if (Clock::now() < deadline_) return StartWait(deadline_);
+    deadline_ = kNoDeadline;
+    if (state_ == State::kLingering) return Close();
+    if (state_ != State::kReading) return;
+    // Fails the pending read; OnReadError answers 408 if a request had begun.
+    timed_out_ = true;
+    beast::error_code ignored;
+    socket_.cancel(ignored);
   }
 
   void OnHeader(beast::error_code ec) {
@@ -245,11 +271,16 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void ReadBody() {
-    // Beast reads no more than the buffer's spare capacity (512 bytes at least): a large
-    // body would cost a recv and an epoll turn per 512 bytes (1200 for a 600 KB tensor).
-    // The room is given back once the body is in, so idle connections stay small.
-    const bool grown = parser_->content_length() && *parser_->content_length() > 64 * 1024;
-    if (grown) buffer_.reserve(256 * 1024);
+    // Beast reads no more than the buffer's spare capacity (512 bytes at least): a body
+    // would cost a recv and an epoll turn per 512 bytes (9 for a 4 KB tensor, 1200 for
+    // 600 KB). So the buffer gets room for the body, up to 256 KB at a time; room beyond
+    // 16 KB is given back once the body is in, so idle connections stay small.
+    const auto length = parser_->content_length();
+    const size_t room =
+        length ? static_cast<size_t>(std::min<uint64_t>(*length + buffer_.size() + 512, 256 * 1024))
+               : 0;
+    const bool grown = room > 16 * 1024;
+    if (room > buffer_.capacity()) buffer_.reserve(room);
     bhttp::async_read(socket_, buffer_, *parser_,
                       [self = shared_from_this(), grown](beast::error_code ec, size_t) {
                         if (grown) self->buffer_.shrink_to_fit();
@@ -312,8 +343,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnRequest() {
     NoteRequestFrom(reinterpret_cast<uintptr_t>(this));
     state_ = State::kHandling;
-    ++timer_generation_;
-    timer_.cancel();
+    Disarm();
     SetAwaiting(true);
     auto& msg = parser_->get();
     keep_alive_ = msg.keep_alive();
@@ -365,8 +395,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (closed_) return;
     SetAwaiting(false);
     state_ = State::kWriting;
-    ++timer_generation_;
-    timer_.cancel();
+    Disarm();
     if (impl_->stopping.load(std::memory_order_relaxed)) keep_alive_ = false;
     reply_ = std::move(reply);
 
@@ -435,12 +464,7 @@ class Session : public std::enable_shared_from_this<Session> {
     socket_.shutdown(tcp::socket::shutdown_send, ec);
     if (ec) return Close();
     linger_left_ = kLingerMaxBytes;
-    uint64_t generation = ++timer_generation_;
-    timer_.expires_after(kLingerTime);
-    timer_.async_wait([self = shared_from_this(), generation](beast::error_code ec) {
-      if (ec || generation != self->timer_generation_) return;
-      self->Close();
-    });
+    SetDeadline(Clock::now() + kLingerTime);
     Drain();
   }
 
@@ -463,7 +487,9 @@ class Session : public std::enable_shared_from_this<Session> {
   size_t ctx_index_;
   tcp::socket socket_;
   asio::steady_timer timer_;
-  uint64_t timer_generation_ = 0;
+  Clock::time_point deadline_ = kNoDeadline;  // of the current read or linger
+  Clock::time_point timer_at_ = kNoDeadline;  // when the pending wait fires (none: max)
+  uint64_t wait_generation_ = 0;
   bool started_ = false;    // the current request's first byte has arrived
   bool timed_out_ = false;  // the read in progress was cancelled by the timer
   beast::flat_buffer buffer_;
@@ -599,6 +625,12 @@ Result<std::unique_ptr<HttpListener>> HttpListener::Start(const HttpListenerOpti
   }
   impl->sessions.resize(n);
   impl->awaiting.resize(n);
+  impl->shortest_timeout = kLingerTime;
+  for (int ms : {options.idle_timeout_ms, options.request_timeout_ms}) {
+    if (ms > 0)
+      impl->shortest_timeout = std::min<std::chrono::steady_clock::duration>(
+          impl->shortest_timeout, std::chrono::milliseconds(ms));
+  }
 
   beast::error_code ec;
   auto addr = asio::ip::make_address(options.address, ec);

@@ -239,8 +239,11 @@ class Router {
     }
     std::unique_ptr<InferenceRequest> request = std::move(parsed).value();
     request->endpoint = "HTTP end point";
-    // Serialized on the thread that finished the request; the listener then makes the
-    // single hand-off back to the connection's I/O thread.
+    // This is the connection's I/O thread: a cheap model may run right here and the
+    // reply is written without crossing threads (the scheduler decides).
+    request->may_run_inline = true;
+    // Serialized on the thread that finished the request; when that is not this one,
+    // the listener makes the single hand-off back to the connection's I/O thread.
     request->on_complete = [respond = std::move(respond), format = std::move(format)](
                                std::unique_ptr<InferenceResponse> response) {
       respond(SerializeInferResponse(*response, format));

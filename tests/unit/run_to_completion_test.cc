@@ -1,0 +1,151 @@
+// Run-to-completion in the scheduler: which thread executes a request a frontend lets run
+// on its own thread. A real identity model behind a real scheduler; the thread that
+// runs the completion callback is the thread that executed the request.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <future>
+#include <thread>
+
+#include "backends/identity/identity_backend.h"
+#include "core/inference_request.h"
+#include "core/inference_response.h"
+#include "core/model_version.h"
+#include "core/scheduler.h"
+#include "model_config.pb.h"
+
+namespace flowserve {
+namespace {
+
+struct ModelOptions {
+  int execute_delay_ms = 0;
+  int64_t max_queue_delay_us = -1;  // >= 0: dynamic batching with this delay
+  bool decoupled = false;
+};
+
+std::shared_ptr<ModelVersion> LoadIdentity(const ModelOptions& o) {
+  static const bool registered = [] {
+    RegisterIdentityBackend();
+    return true;
+  }();
+  (void)registered;
+  auto cfg = std::make_shared<inference::ModelConfig>();
+  cfg->set_name("m");
+  cfg->set_backend("identity");
+  cfg->set_max_batch_size(o.max_queue_delay_us >= 0 ? 8 : 0);
+  auto* in = cfg->add_input();
+  in->set_name("IN");
+  in->set_data_type(inference::TYPE_FP32);
+  in->add_dims(-1);
+  auto* out = cfg->add_output();
+  out->set_name("OUT");
+  out->set_data_type(inference::TYPE_FP32);
+  out->add_dims(-1);
+  if (o.execute_delay_ms > 0) {
+    (*cfg->mutable_parameters())["execute_delay_ms"].set_string_value(
+        std::to_string(o.execute_delay_ms));
+  }
+  if (o.max_queue_delay_us >= 0) {
+    cfg->mutable_dynamic_batching()->set_max_queue_delay_microseconds(o.max_queue_delay_us);
+  }
+  if (o.decoupled) cfg->mutable_model_transaction_policy()->set_decoupled(true);
+  auto model = std::make_shared<ModelVersion>("m", 1, cfg, "/nonexistent");
+  Status st = model->Load({}, [](std::unique_ptr<InferenceRequest>) {});
+  EXPECT_TRUE(st.ok()) << st.message();
+  return model;
+}
+
+struct Outcome {
+  std::thread::id thread;
+  Status status;
+  float first = 0;
+};
+
+// Sends one request from this thread; waits for its answer.
+Outcome Infer(ModelVersion& model, bool may_run_inline, bool batched = false) {
+  auto req = std::make_unique<InferenceRequest>();
+  req->model_name = "m";
+  req->may_run_inline = may_run_inline;
+  req->multiple_responses = true;  // accepted by a decoupled model too
+  Tensor t;
+  t.name = "IN";
+  t.dtype = DataType::kFp32;
+  t.shape = batched ? std::vector<int64_t>{1, 4} : std::vector<int64_t>{4};
+  const float v[4] = {7, 8, 9, 10};
+  std::memcpy(AllocateTensorData(t, sizeof v), v, sizeof v);
+  req->inputs.push_back(std::move(t));
+  std::promise<Outcome> done;
+  req->on_complete = [&done](std::unique_ptr<InferenceResponse> resp) {
+    if (!resp->final) return;
+    Outcome o{std::this_thread::get_id(), resp->status};
+    if (const Tensor* out = resp->FindOutput("OUT"); out && out->byte_size >= 4) {
+      std::memcpy(&o.first, out->data, 4);
+    }
+    done.set_value(o);
+  };
+  auto answer = done.get_future();
+  Status st = model.Enqueue(req);
+  EXPECT_TRUE(st.ok()) << st.message();
+  return answer.get();
+}
+
+TEST(RunToCompletion, CheapModelRunsOnTheCallersThreadOnceMeasured) {
+  auto model = LoadIdentity({});
+  // A new model's first executions go to its instance thread: they measure it.
+  for (int i = 0; i < 8; ++i) {
+    Outcome o = Infer(*model, true);
+    EXPECT_NE(o.thread, std::this_thread::get_id()) << "request " << i;
+  }
+  for (int i = 0; i < 5; ++i) {
+    Outcome o = Infer(*model, true);
+    EXPECT_EQ(o.thread, std::this_thread::get_id()) << "request " << i;
+    EXPECT_TRUE(o.status.ok());
+    EXPECT_EQ(o.first, 7);
+  }
+  // Inline executions are counted like the others.
+  EXPECT_EQ(model->stats().execution_count.load(), 13u);
+  EXPECT_EQ(model->stats().success.count.load(), 13u);
+  EXPECT_EQ(model->stats().queue.count.load(), 13u);
+  EXPECT_EQ(model->stats().compute_infer.count.load(), 13u);
+  model->Drain();
+}
+
+TEST(RunToCompletion, OnlyWhenTheFrontendAllowsIt) {
+  auto model = LoadIdentity({});
+  for (int i = 0; i < 12; ++i) EXPECT_NE(Infer(*model, false).thread, std::this_thread::get_id());
+  model->Drain();
+}
+
+TEST(RunToCompletion, SlowModelNeverRunsOnTheCallersThread) {
+  auto model = LoadIdentity({.execute_delay_ms = 1});  // 5x the inline threshold
+  for (int i = 0; i < 12; ++i) {
+    EXPECT_NE(Infer(*model, true).thread, std::this_thread::get_id()) << "request " << i;
+  }
+  model->Drain();
+}
+
+TEST(RunToCompletion, BatchingDelayKeepsRequestsOnTheInstanceThread) {
+  auto model = LoadIdentity({.max_queue_delay_us = 100});
+  for (int i = 0; i < 12; ++i) {
+    EXPECT_NE(Infer(*model, true, true).thread, std::this_thread::get_id()) << "request " << i;
+  }
+  model->Drain();
+}
+
+TEST(RunToCompletion, BatcherWithoutDelayRunsInline) {
+  auto model = LoadIdentity({.max_queue_delay_us = 0});
+  for (int i = 0; i < 8; ++i) Infer(*model, true, true);
+  EXPECT_EQ(Infer(*model, true, true).thread, std::this_thread::get_id());
+  model->Drain();
+}
+
+TEST(RunToCompletion, DecoupledModelNeverRunsInline) {
+  auto model = LoadIdentity({.decoupled = true});
+  for (int i = 0; i < 12; ++i) {
+    EXPECT_NE(Infer(*model, true).thread, std::this_thread::get_id()) << "request " << i;
+  }
+  model->Drain();
+}
+
+}  // namespace
+}  // namespace flowserve
