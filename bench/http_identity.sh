@@ -13,9 +13,7 @@ DURATION=${1:-5}
 THREADS=${THREADS:-2}   # flowserve --http-thread-count and nginx worker_processes
 PY=/usr/bin/python3
 . "$ROOT/bench/lib.sh"
-need_tools wrk nginx curl
-[ -x "$BIN" ] || { echo "no flowserve binary at $BIN (make build)"; exit 1; }
-start_workdir
+bench_start wrk nginx curl
 
 # --- model and request bodies -----------------------------------------------------------
 write_identity_model "$TMP/repo"

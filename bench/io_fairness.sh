@@ -16,9 +16,7 @@ CONNS=${CONNS:-8}      # connections of each client
 ROUNDS=${ROUNDS:-3}
 PY=/usr/bin/python3
 . "$ROOT/bench/lib.sh"
-need_tools wrk curl
-[ -x "$BIN" ] || { echo "no flowserve binary at $BIN (make build)"; exit 1; }
-start_workdir
+bench_start wrk curl
 
 write_identity_model "$TMP/repo"
 mv "$TMP/repo/identity" "$TMP/repo/cheap"

@@ -66,6 +66,14 @@ need_tools() {
   done
 }
 
+# bench_start TOOLS...: the set-up every flowserve bench shares: the tools it runs, the
+# binary in BIN, and the work folder (start_workdir).
+bench_start() {
+  need_tools "$@"
+  [ -x "$BIN" ] || { echo "no flowserve binary at $BIN (make build)"; exit 1; }
+  start_workdir
+}
+
 # start_workdir: TMP, a temporary folder, and PIDS, processes to stop; both go at exit.
 start_workdir() {
   TMP=$(mktemp -d /tmp/flowserve-bench.XXXXXX)

@@ -14,9 +14,7 @@ BIN=${FLOWSERVE_BIN:-$ROOT/build/flowserve}
 DURATION=${1:-2}
 PY=/usr/bin/python3
 . "$ROOT/bench/lib.sh"
-need_tools wrk curl bc
-[ -x "$BIN" ] || { echo "no flowserve binary at $BIN (make build)"; exit 1; }
-start_workdir
+bench_start wrk curl bc
 
 # --- models and request bodies ----------------------------------------------------------------
 # The same config for both but the backend; the dynamic batcher lets concurrent requests

@@ -14,9 +14,7 @@ BIN=${FLOWSERVE_BIN:-$ROOT/build/flowserve}
 SECS=${1:-3}
 PY=/usr/bin/python3
 . "$ROOT/bench/lib.sh"
-need_tools wrk curl
-[ -x "$BIN" ] || { echo "no flowserve binary at $BIN (make build)"; exit 1; }
-start_workdir
+bench_start wrk curl
 
 # --- models -----------------------------------------------------------------------------
 for m in identity identity_cached; do

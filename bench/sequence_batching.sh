@@ -11,9 +11,7 @@ BIN=${FLOWSERVE_BIN:-$ROOT/build/flowserve}
 SECS=${SECS:-5}
 PY=/usr/bin/python3
 . "$ROOT/bench/lib.sh"
-need_tools wrk curl
-[ -x "$BIN" ] || { echo "no flowserve binary at $BIN (make build)"; exit 1; }
-start_workdir
+bench_start wrk curl
 
 for m in seq dyn; do mkdir -p "$TMP/repo/$m/1"; done
 IO='input [ { name: "INPUT" data_type: TYPE_INT32 dims: [ 1 ] } ]

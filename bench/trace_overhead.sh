@@ -15,9 +15,7 @@ ROUNDS=${ROUNDS:-5}
 GOAL=0.90
 PY=/usr/bin/python3
 . "$ROOT/bench/lib.sh"
-need_tools wrk curl bc
-[ -x "$BIN" ] || { echo "no flowserve binary at $BIN (make build)"; exit 1; }
-start_workdir
+bench_start wrk curl bc
 
 write_identity_model "$TMP/repo"
 $PY -c 'import json; print(json.dumps({"inputs": [{"name": "INPUT0", "shape": [16],
