@@ -45,7 +45,7 @@ const ConsoleAsset* Find(std::string_view name) {
 // page that names them must be asked for again each time.
 HttpReply AssetReply(const ConsoleAsset& a) {
   HttpReply r;
-  r.content_type = std::string(a.content_type);
+  r.content_type = a.content_type;
   r.body = std::string(a.bytes);
   const bool hashed = a.name.starts_with("assets/");
   r.headers.emplace_back("Cache-Control",

@@ -84,6 +84,9 @@ struct Lifeline {
 
 class Session;
 
+// The event loop the current thread runs, if it is one of the listeners' I/O threads.
+thread_local const asio::io_context* t_running_context = nullptr;
+
 // Lingering close (as nginx does it) after an answer given before the request was read to
 // its end: closing a socket with unread bytes makes the kernel send a reset, which can
 // destroy the answer before the client reads it. So the write side is shut (the client
@@ -92,6 +95,8 @@ class Session;
 constexpr std::chrono::milliseconds kLingerTime{2000};
 constexpr size_t kLingerMaxBytes = 64 << 20;
 constexpr size_t kLingerChunk = 64 << 10;
+// Room for a request's first read: a small request (header and a JSON body) arrives whole.
+constexpr size_t kFirstReadSize = 8 << 10;
 
 }  // namespace
 
@@ -107,7 +112,9 @@ struct HttpListener::Impl {
   std::atomic<bool> stopping{false};
   bool stopped = false;  // guarded by stop_mu
   std::mutex stop_mu;
-  std::shared_ptr<Lifeline> lifeline = std::make_shared<Lifeline>();
+  // One per context, so that the two I/O threads never share the reference count or
+  // the lock (every answer copies its context's).
+  std::vector<std::shared_ptr<Lifeline>> lifelines;
   // Sessions are owned here, one map per context, touched only by that context's thread
   // (and by the destructor once the threads are joined). Answers in flight hold weak
   // references, so nothing outlives the event loops.
@@ -183,20 +190,44 @@ class Session : public std::enable_shared_from_this<Session> {
     started_ = false;
     linger_ = false;
     if (buffer_.size() > 0) return StartRequest();  // pipelined: already begun
-    // Wait for the first byte under the idle timeout; the request timeout starts then.
+    // Wait for the first bytes under the idle timeout; the request timeout starts then.
+    // A read, not a wait for readability: Asio re-registers the socket with epoll_ctl
+    // for every wait, but a read after one that drained the socket simply queues until
+    // epoll reports data, so a keep-alive request costs one recv and no epoll_ctl.
     ArmTimer(impl_->options.idle_timeout_ms);
-    socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](beast::error_code ec) {
-      if (ec) return self->OnReadError(ec);
-      self->StartRequest();
-    });
+    socket_.async_read_some(buffer_.prepare(kFirstReadSize),
+                            [self = shared_from_this()](beast::error_code ec, size_t n) {
+                              self->buffer_.commit(n);
+                              if (ec) return self->OnReadError(ec);
+                              self->StartRequest();
+                            });
   }
 
   void StartRequest() {
     started_ = true;
     ArmTimer(impl_->options.request_timeout_ms);
+    // A keep-alive request usually arrives whole in one read: parsed here, it skips Beast's
+    // composed read (and the post that completes it without I/O).
+    beast::error_code ec = ParseBuffered(/*whole=*/false);
+    if (ec != bhttp::error::need_more) return OnHeader(ec);
     bhttp::async_read_header(
         socket_, buffer_, *parser_,
         [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+  }
+
+  // Feeds the parser what the buffer holds, until the header (or `whole`: the message)
+  // is in. need_more when the buffer runs out first.
+  beast::error_code ParseBuffered(bool whole) {
+    beast::error_code ec;
+    while (buffer_.size() > 0) {
+      const size_t used = parser_->put(buffer_.data(), ec);
+      buffer_.consume(used);
+      if (ec) return ec;
+      if (whole ? parser_->is_done() : parser_->is_header_done()) return ec;
+      if (used == 0) break;
+    }
+    if (whole ? parser_->is_done() : parser_->is_header_done()) return ec;
+    return bhttp::error::need_more;
   }
 
   // A deadline for the read in progress (0: none); a later ArmTimer, Disarm or Close
@@ -271,6 +302,10 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void ReadBody() {
+    if (beast::error_code ec = ParseBuffered(/*whole=*/true); ec != bhttp::error::need_more) {
+      if (ec) return OnReadError(ec);
+      return OnRequest();
+    }
     // Beast reads no more than the buffer's spare capacity (512 bytes at least): a body
     // would cost a recv and an epoll turn per 512 bytes (9 for a 4 KB tensor, 1200 for
     // 600 KB). So the buffer gets room for the body, up to 256 KB at a time; room beyond
@@ -366,20 +401,23 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   HttpRespond MakeRespond() {
-    return [weak = weak_from_this(), life = impl_->lifeline,
+    return [weak = weak_from_this(), life = impl_->lifelines[ctx_index_],
             ctx = impl_->contexts[ctx_index_].get()](HttpReply reply) {
       std::shared_ptr<Session> self;
-      {
+      if (t_running_context == ctx) {
+        // On the connection's own thread the listener is alive (Stop joins this thread
+        // before anything is freed): no lock.
+        self = weak.lock();
+        if (!self) return;
+      } else {
         std::lock_guard<std::mutex> lock(life->mu);
         if (!life->alive) return;
         self = weak.lock();
         if (!self) return;
-        if (!ctx->get_executor().running_in_this_thread()) {
-          // The one hand-off back to the connection's thread.
-          asio::post(*ctx,
-                     [self, reply = std::move(reply)]() mutable { self->Write(std::move(reply)); });
-          return;
-        }
+        // The one hand-off back to the connection's thread.
+        asio::post(*ctx,
+                   [self, reply = std::move(reply)]() mutable { self->Write(std::move(reply)); });
+        return;
       }
       // Answered on the connection's own thread: no hand-off at all. Inside the handler
       // the write waits until the handler returns, so the session is never re-entered.
@@ -442,6 +480,24 @@ class Session : public std::enable_shared_from_this<Session> {
       for (const auto& c : reply_.chunks)
         if (c.size) buffers_.emplace_back(c.data, c.size);
     }
+    // Straight to the socket first: a reply the socket takes whole leaves in one sendmsg
+    // and the session reads on without a turn of the event loop. Not with a pipelined
+    // request waiting in the buffer, which would be answered inside this call (and the
+    // next inside that one): those go through the loop. What the socket does not take
+    // now is written asynchronously.
+    size_t sent = 0;
+    if (buffer_.size() == 0) {
+      beast::error_code ec;
+      if (!socket_.non_blocking()) socket_.non_blocking(true, ec);
+      if (!ec) sent = socket_.write_some(buffers_, ec);
+      if (ec && ec != asio::error::would_block) return OnWritten(ec);
+      if (!ec && sent == asio::buffer_size(buffers_)) return OnWritten(ec);
+      if (ec) sent = 0;
+    }
+    size_t i = 0;
+    while (i < buffers_.size() && sent >= buffers_[i].size()) sent -= buffers_[i++].size();
+    buffers_.erase(buffers_.begin(), buffers_.begin() + static_cast<std::ptrdiff_t>(i));
+    if (!buffers_.empty()) buffers_.front() += sent;
     asio::async_write(socket_, buffers_, [self = shared_from_this()](beast::error_code ec, size_t) {
       self->OnWritten(ec);
     });
@@ -555,6 +611,7 @@ void HttpListener::Impl::Refuse(tcp::socket s) {
 
 void HttpListener::Impl::Run(size_t ctx_index) {
   asio::io_context& ctx = *contexts[ctx_index];
+  t_running_context = &ctx;
   const int& waiting = awaiting[ctx_index].count;
   AdaptiveSpin spin{std::chrono::microseconds(options.spin_us)};
   for (;;) {
@@ -624,6 +681,7 @@ Result<std::unique_ptr<HttpListener>> HttpListener::Start(const HttpListenerOpti
     impl->guards.push_back(asio::make_work_guard(*impl->contexts.back()));
   }
   impl->sessions.resize(n);
+  for (int i = 0; i < n; ++i) impl->lifelines.push_back(std::make_shared<Lifeline>());
   impl->awaiting.resize(n);
   impl->shortest_timeout = kLingerTime;
   for (int ms : {options.idle_timeout_ms, options.request_timeout_ms}) {
@@ -699,8 +757,10 @@ void HttpListener::Stop() {
   for (auto& t : impl->threads) t.join();
   impl->threads.clear();
   {
-    std::lock_guard<std::mutex> lock(impl->lifeline->mu);
-    impl->lifeline->alive = false;
+    for (auto& life : impl->lifelines) {
+      std::lock_guard<std::mutex> lock(life->mu);
+      life->alive = false;
+    }
   }
 }
 

@@ -55,10 +55,11 @@ struct HttpBodyChunk {
 
 struct HttpReply {
   int status = 200;
-  std::string content_type = "application/json";
-  std::string body;                   // written first
-  std::vector<HttpBodyChunk> chunks;  // then these, in order
-  std::vector<std::pair<std::string, std::string>> headers;
+  // Views of static strings (literals, tables): a reply per request allocates neither.
+  std::string_view content_type = "application/json";
+  std::string body;                                               // written first
+  std::vector<HttpBodyChunk> chunks;                              // then these, in order
+  std::vector<std::pair<std::string_view, std::string>> headers;  // names static too
 };
 
 // Sends the reply; call exactly once, from any thread.

@@ -23,7 +23,7 @@ namespace {
 HttpReply EmptyReply(int status) {
   HttpReply r;
   r.status = status;
-  r.content_type.clear();
+  r.content_type = {};
   return r;
 }
 
