@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/request_limits.h"
 #include "frontends/http/infer_codec.h"
 
 namespace flowserve {
@@ -175,6 +176,31 @@ TEST(HttpInferParse, MalformedJsonNeverCrashes) {
   auto msg =
       ErrorOf(R"({"inputs":[{"name":"X","shape":[1],"datatype":"FP32","data":)" + nested + "}]}");
   EXPECT_NE(msg.find("nested"), std::string::npos) << msg;
+}
+
+// Nesting and numbers below the double range are found by one scan before parsing: the
+// limit counts only brackets outside strings, and a number too small wins over nesting.
+TEST(HttpInferParse, PreParseScanLimitsNestingOutsideStrings) {
+  auto with_data = [](const std::string& data, const std::string& id = "x") {
+    return R"({"id":")" + id + R"(","inputs":[{"name":"X","shape":[1],"datatype":"FP64","data":)" +
+           data + "}]}";
+  };
+  // Depth 3 ({, [, {) before the data: the data's own brackets reach the limit at
+  // kMaxJsonDepth - 3 (the data walk then refuses it for its own, lower limit).
+  auto nest = [](int n) { return std::string(n, '[') + "1" + std::string(n, ']'); };
+  const std::string whole_limit =
+      "the request JSON is nested more than " + std::to_string(kMaxJsonDepth) + " levels deep";
+  EXPECT_NE(ErrorOf(with_data(nest(kMaxJsonDepth - 3))), whole_limit);
+  EXPECT_NE(ErrorOf(with_data(nest(kMaxJsonDepth - 3))).find("'data' is nested"),
+            std::string::npos);
+  const std::string over = nest(kMaxJsonDepth - 2);
+  EXPECT_EQ(ErrorOf(with_data(over)), whole_limit);
+  // Brackets and quotes inside strings are text, not structure.
+  EXPECT_TRUE(
+      Parse(with_data("[1]", std::string(200, '[') + "\\\"" + std::string(200, '{'))).request.ok());
+  EXPECT_NE(ErrorOf(with_data(nest(kMaxJsonDepth - 2).replace(kMaxJsonDepth - 2, 1, "1e-400")))
+                .find("below the smallest double"),
+            std::string::npos);
 }
 
 TEST(HttpInferParse, RequestParameters) {

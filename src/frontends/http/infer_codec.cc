@@ -15,7 +15,6 @@
 
 namespace flowserve {
 
-using http_detail::JsonNestedDeeperThan;
 using http_detail::JsonWriter;
 using http_detail::StringOut;
 using http_detail::WriteKey;
@@ -331,7 +330,16 @@ namespace {
 // range, e.g. 0.<21 zeros>123e-327 or 0.<350 zeros> (a server crash found by fuzzing).
 // Such literals denote 0 as a double anyway; they are refused before parsing. A literal
 // whose first significant digit is at 10^-324 or above is parsed safely.
-bool HasNumberBelowDoubleRange(std::string_view text) {
+// The same pass measures nesting (JsonNestedDeeperThan's rule): one scan of the header
+// instead of two.
+struct HeaderScan {
+  bool number_below_double_range = false;
+  bool nested_too_deep = false;
+};
+
+HeaderScan ScanRequestJson(std::string_view text, int depth_limit) {
+  HeaderScan scan;
+  int depth = 0;
   const size_t n = text.size();
   auto digit = [&](size_t i) { return i < n && text[i] >= '0' && text[i] <= '9'; };
   for (size_t i = 0; i < n;) {
@@ -340,6 +348,16 @@ bool HasNumberBelowDoubleRange(std::string_view text) {
       for (++i; i < n && text[i] != '"'; ++i) {
         if (text[i] == '\\') ++i;
       }
+      ++i;
+      continue;
+    }
+    if (c == '[' || c == '{') {
+      if (++depth > depth_limit) scan.nested_too_deep = true;
+      ++i;
+      continue;
+    }
+    if (c == ']' || c == '}') {
+      --depth;
       ++i;
       continue;
     }
@@ -372,9 +390,12 @@ bool HasNumberBelowDoubleRange(std::string_view text) {
       for (; digit(i); ++i) exp = std::min<int64_t>(exp * 10 + (text[i] - '0'), 1'000'000);
       if (negative) exp = -exp;
     }
-    if ((significant ? first : last) + exp < -324) return true;
+    if ((significant ? first : last) + exp < -324) {
+      scan.number_below_double_range = true;
+      return scan;  // refused whatever else the text holds
+    }
   }
-  return false;
+  return scan;
 }
 
 }  // namespace
@@ -395,10 +416,12 @@ Result<std::unique_ptr<InferenceRequest>> ParseInferRequest(
     header_length = static_cast<size_t>(*len);
   }
 
-  if (HasNumberBelowDoubleRange(std::string_view(buf.data(), header_length))) {
+  const HeaderScan scan =
+      ScanRequestJson(std::string_view(buf.data(), header_length), kMaxJsonDepth);
+  if (scan.number_below_double_range) {
     return Bad("the request JSON has a number below the smallest double (1e-324); send 0");
   }
-  if (JsonNestedDeeperThan(std::string_view(buf.data(), header_length), kMaxJsonDepth)) {
+  if (scan.nested_too_deep) {
     return Bad("the request JSON is nested more than " + std::to_string(kMaxJsonDepth) +
                " levels deep");
   }
