@@ -3,6 +3,7 @@ every malformed request, against the real binary on loopback with identity model
 import http.client
 import json
 import random
+import socket
 import struct
 import threading
 import time
@@ -508,6 +509,67 @@ def test_keep_alive_reuses_one_connection(server):
         r.read()
     assert conn.sock is sock, "the server closed a keep-alive connection"
     conn.close()
+
+
+def _read_replies(sock, count):
+    """Reads `count` HTTP replies with Content-Length bodies off a raw socket."""
+    data, replies = b"", []
+    while len(replies) < count:
+        head_end = data.find(b"\r\n\r\n")
+        if head_end >= 0:
+            head = data[:head_end].decode()
+            length = int(next(l.split(":")[1] for l in head.split("\r\n")
+                              if l.lower().startswith("content-length:")))
+            if len(data) >= head_end + 4 + length:
+                replies.append((head.split(" ")[1], data[head_end + 4:head_end + 4 + length]))
+                data = data[head_end + 4 + length:]
+                continue
+        chunk = sock.recv(1 << 16)
+        assert chunk, f"connection closed after {len(replies)} replies"
+        data += chunk
+    return replies
+
+
+def test_pipelined_split_and_large_requests_on_one_connection(server):
+    """The listener parses what one read brought in without reading again, answers
+    straight to the socket, and leaves the rest to the event loop: pipelined requests
+    in one packet are answered in order, a request whose header and body arrive apart
+    is still read whole, and a reply larger than the socket takes at once arrives whole."""
+    def infer(values, extra=b""):
+        body = json.dumps({"inputs": [{"name": "INPUT0", "shape": [len(values)],
+                                       "datatype": "FP32", "data": values}]}).encode()
+        return (b"POST /v2/models/id_fp32/infer HTTP/1.1\r\nHost: x\r\n" + extra +
+                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n", body)
+
+    sock = socket.create_connection(("127.0.0.1", server.http_port), timeout=10)
+    try:
+        # Three requests in one send, the middle one malformed.
+        head1, body1 = infer([1.5])
+        bad = b"POST /v2/models/id_fp32/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n{bad"
+        head3, body3 = infer([2.5, 3.5])
+        sock.sendall(head1 + body1 + bad + head3 + body3 + b"GET /v2/health/live HTTP/1.1\r\n\r\n")
+        replies = _read_replies(sock, 4)
+        assert [r[0] for r in replies] == ["200", "400", "200", "200"]
+        assert json.loads(replies[0][1])["outputs"][0]["data"] == [1.5]
+        assert "failed to parse the request JSON" in json.loads(replies[1][1])["error"]
+        assert json.loads(replies[2][1])["outputs"][0]["data"] == [2.5, 3.5]
+        # Header, then half the body, then the rest, each in its own packet.
+        head, body = infer([4.0, 5.0, 6.0])
+        for part in (head[:10], head[10:], body[:5], body[5:]):
+            sock.sendall(part)
+            time.sleep(0.05)
+        (status, reply), = _read_replies(sock, 1)
+        assert status == "200" and json.loads(reply)["outputs"][0]["data"] == [4.0, 5.0, 6.0]
+        # A reply of several hundred KB, read slowly: the socket cannot take it at once.
+        values = [float(i % 1000) for i in range(100000)]
+        head, body = infer(values)
+        sock.sendall(head + body + b"GET /v2/health/live HTTP/1.1\r\n\r\n")
+        time.sleep(0.3)
+        (status, reply), (status2, _) = _read_replies(sock, 2)
+        assert status == "200" and status2 == "200"
+        assert json.loads(reply)["outputs"][0]["data"] == values
+    finally:
+        sock.close()
 
 
 def test_io_threads_do_not_block_on_execution(server):
