@@ -55,9 +55,12 @@ class Spin:
     waits behind it, and backs off (skips its next polls, more each time) when the kernel
     gave its core to another thread meanwhile: then the machine is busy and polling only
     adds switches. The server says when one client sends request after request ("lone"):
-    that client taking the core between requests is no sign of load."""
+    that client taking the core between requests is no sign of load, unless the kernel
+    reports threads waiting for a CPU much of the time (other work on the machine)."""
 
     MAX_BACKOFF = 4096
+    BUSY_PRESSURE = 50.0  # % of the last 10 s some runnable thread waited for a CPU
+    PRESSURE_EVERY = 0.1  # s between readings
 
     def __init__(self, sock):
         self.poller = select.poll()
@@ -66,22 +69,29 @@ class Spin:
         self.lone = False
         self.backoff = 0
         self.skip = 0
+        self.pressure_read = 0.0
+        self.busy = False
 
     def wait(self):
         if self.budget <= 0:
             return
-        if self.skip and not self.lone:
+        now = time.monotonic()
+        if now >= self.pressure_read + self.PRESSURE_EVERY:
+            self.pressure_read = now
+            self.busy = _cpu_pressure() > self.BUSY_PRESSURE
+        lone = self.lone and not self.busy
+        if self.skip and not lone:
             self.skip -= 1
             return
         poll = self.poller.poll
         yield_cpu = os.sched_yield
         switches = _involuntary_switches()
-        until = time.monotonic() + self.budget
+        until = now + self.budget
         while not poll(0):
             if time.monotonic() >= until:
                 break
             yield_cpu()
-        if self.lone:
+        if lone:
             self.backoff = self.skip = 0
         elif _involuntary_switches() != switches:
             self.backoff = min(self.backoff * 2 or 1, self.MAX_BACKOFF)
@@ -92,6 +102,15 @@ class Spin:
 
 def _involuntary_switches():
     return resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw
+
+
+def _cpu_pressure():
+    """The kernel's CPU pressure (PSI "some avg10", 0-100); 0 where it is not exposed."""
+    try:
+        with open("/proc/pressure/cpu", "rb") as f:
+            return float(f.readline().split()[1][6:])
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 class Channel:
