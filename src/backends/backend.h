@@ -54,6 +54,11 @@ class BackendInstance {
   // thread at a time per instance.
   virtual void Execute(std::span<InferenceRequest* const> requests,
                        std::span<InferenceResponse* const> responses) = 0;
+  // True when Execute mostly waits for another process (the Python backend's stub).
+  // Running it on a frontend's I/O thread then saves wake-ups only for a lone client:
+  // with several, that thread would sleep while its other connections wait, and every
+  // request would go to the process alone instead of in a batch.
+  virtual bool WaitsOnAnotherProcess() const { return false; }
 };
 
 class BackendModel {

@@ -6,6 +6,7 @@
 
 #include "backends/backend.h"
 #include "common/adaptive_spin.h"
+#include "common/client_activity.h"
 #include "common/logging.h"
 #include "common/wake_batch.h"
 #include "core/model_version.h"
@@ -113,6 +114,9 @@ Scheduler::Scheduler(ModelVersion* model, BatchingPolicy policy,
   // A batching delay means waiting for company, which inline execution would skip;
   // decoupled responses come from any thread whenever the backend likes.
   inline_allowed_ = !model_->decoupled() && !(policy_.enabled && policy_.max_queue_delay_ns > 0);
+  inline_lone_only_ = std::any_of(
+      instances_.begin(), instances_.end(),
+      [](const std::unique_ptr<BackendInstance>& i) { return i->WaitsOnAnotherProcess(); });
   workers_.reserve(instances_.size());
   for (size_t i = 0; i < instances_.size(); ++i) {
     workers_.emplace_back([this, i] { WorkerLoop(i); });
@@ -191,7 +195,8 @@ Status Scheduler::Enqueue(std::unique_ptr<InferenceRequest>& request) {
     TraceQueued(*request->trace, model_->version(), request->enqueue_ns, request->inputs);
   }
   const uint64_t deadline = timeout_us > 0 ? request->enqueue_ns + timeout_us * 1000 : 0;
-  const bool try_inline = request->may_run_inline && inline_allowed_ && MeasuredCheap();
+  const bool try_inline = request->may_run_inline && inline_allowed_ && MeasuredCheap() &&
+                          (!inline_lone_only_ || LoneClient());
   int inline_index = -1;
   uint64_t inline_seq = 0;
   bool may_wait = try_inline;  // once, for an instance busy with a cheap execution

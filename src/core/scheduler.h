@@ -139,6 +139,8 @@ class Scheduler {
   size_t inline_running_ = 0;  // under mu_; Drain waits for it to reach 0
   // Inline execution needs no batching delay, no decoupled responses (fixed at load).
   bool inline_allowed_ = false;
+  // Inline only for a lone client (BackendInstance::WaitsOnAnotherProcess).
+  bool inline_lone_only_ = false;
   // Execution time estimate (EWMA, ns) and how many executions it has seen; read
   // without a lock (an estimate a race can only make slightly stale).
   std::atomic<uint64_t> execute_ewma_ns_{0};

@@ -509,6 +509,27 @@ def test_kill_during_execute_answers_at_once(tmp_path):
         assert pid2 != pid
 
 
+def test_polling_stub_serves_and_unloads_at_once(tmp_path):
+    # A poll window far longer than the test: the process is still polling its socket
+    # when the next requests come and when the unload's finalize comes; both must be
+    # read at once (the poll only stands in for the blocking read).
+    python_model(tmp_path, "m", CRASHY,
+                 cfg("m", [io("X", "TYPE_FP32", [1])], [io("PID", "TYPE_INT64", [1])]))
+    with Server(tmp_path, args=["--model-control-mode=explicit", "--load-model=m",
+                                "--backend-config=python,stub-spin-microseconds=30000000"],
+                wait="ready") as s:
+        x = {"X": (np.array([0], np.float32), "FP32")}
+        pids = {int(ok(infer(s, "m", x))["PID"][0]) for _ in range(20)}
+        assert len(pids) == 1
+        t0 = time.time()
+        r = requests.post(f"{s.url}/v2/repository/models/m/unload", timeout=60)
+        assert r.status_code == 200, r.text
+        assert wait_until(lambda: not stubs_of(s.proc.pid), timeout=10)
+        assert time.time() - t0 < 3  # finalize answered, not the 5 s kill timeout
+        assert "did not return" not in s.log()
+        assert not pathlib.Path(f"/proc/{pids.pop()}/cmdline").exists()
+
+
 def test_no_process_left_after_server_sigkill(tmp_path):
     python_model(tmp_path, "m", CRASHY,
                  cfg("m", [io("X", "TYPE_FP32", [1])], [io("PID", "TYPE_INT64", [1])],

@@ -7,7 +7,9 @@
 #include <future>
 #include <thread>
 
+#include "backends/backend.h"
 #include "backends/identity/identity_backend.h"
+#include "common/client_activity.h"
 #include "core/inference_request.h"
 #include "core/inference_response.h"
 #include "core/model_version.h"
@@ -61,8 +63,10 @@ struct Outcome {
   float first = 0;
 };
 
-// Sends one request from this thread; waits for its answer.
-Outcome Infer(ModelVersion& model, bool may_run_inline, bool batched = false) {
+// Sends one request from this thread to `target` (a model or a scheduler); waits for
+// its answer.
+template <class Target>
+Outcome Infer(Target& model, bool may_run_inline, bool batched = false) {
   auto req = std::make_unique<InferenceRequest>();
   req->model_name = "m";
   req->may_run_inline = may_run_inline;
@@ -144,6 +148,33 @@ TEST(RunToCompletion, DecoupledModelNeverRunsInline) {
   for (int i = 0; i < 12; ++i) {
     EXPECT_NE(Infer(*model, true).thread, std::this_thread::get_id()) << "request " << i;
   }
+  model->Drain();
+}
+
+// An instance whose Execute would wait for another process (the Python backend's).
+class OutOfProcessInstance : public BackendInstance {
+ public:
+  void Execute(std::span<InferenceRequest* const>, std::span<InferenceResponse* const>) override {}
+  bool WaitsOnAnotherProcess() const override { return true; }
+};
+
+TEST(RunToCompletion, OutOfProcessModelRunsInlineOnlyForALoneClient) {
+  auto model = LoadIdentity({.max_queue_delay_us = 0});
+  std::vector<std::unique_ptr<BackendInstance>> instances;
+  instances.push_back(std::make_unique<OutOfProcessInstance>());
+  Scheduler scheduler(model.get(), BatchingPolicyFromConfig(*model), std::move(instances));
+  for (int i = 0; i < 8; ++i) Infer(scheduler, true, true);  // measured cheap from now on
+  // Two clients: the caller's thread (an I/O thread) must stay free for the other one,
+  // and requests must be able to meet in a batch on the instance's thread.
+  for (int i = 0; i < 6; ++i) {
+    NoteRequestFrom(1 + i % 2);
+    EXPECT_NE(Infer(scheduler, true, true).thread, std::this_thread::get_id()) << "request " << i;
+  }
+  // One client sending request after request: inline saves the wake-ups.
+  NoteRequestFrom(1);
+  while (!LoneClient()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(Infer(scheduler, true, true).thread, std::this_thread::get_id());
+  scheduler.Drain();
   model->Drain();
 }
 
