@@ -117,7 +117,8 @@ int ParseFlags(int argc, char** argv, Flags& f, CLI::App& app) {
   app.add_option("--grpc-engine", f.grpc.engine,
                  "grpcpp | nghttp2 (our extension): who serves the gRPC port; nghttp2 runs "
                  "ModelInfer/ModelStreamInfer on its own I/O threads")
-      ->check(CLI::IsMember({"grpcpp", "nghttp2"}));
+      ->check(CLI::IsMember({"grpcpp", "nghttp2"}))
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--grpc-thread-count", f.grpc.thread_count,
                  "I/O threads of the nghttp2 engine; 0 = one per core (our extension)")
       ->check(CLI::NonNegativeNumber);

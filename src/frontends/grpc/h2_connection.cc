@@ -239,7 +239,8 @@ bool H2Connection::Init() {
     return false;
   }
   created_ = H2Clock::now();
-  next_ping_ = created_ + std::chrono::milliseconds(std::max(1, o.keepalive_time_ms));
+  keepalive_ms_ = std::max(1, o.keepalive_time_ms);
+  next_ping_ = created_ + std::chrono::milliseconds(keepalive_ms_);
   Rearm();
   return true;
 }
@@ -301,6 +302,9 @@ bool H2Connection::ReadSome() {
       if (n == 0) return false;
       if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
     }
+    // As grpc: bytes from the peer prove it alive and push the next keepalive ping back.
+    ping_outstanding_ = false;
+    next_ping_ = H2Clock::now() + std::chrono::milliseconds(keepalive_ms_);
     if (nghttp2_session_mem_recv(session_, buf, static_cast<size_t>(n)) < 0) return false;
     if (closing_) return true;
     if (static_cast<size_t>(n) < sizeof buf && (ssl_ == nullptr || SSL_pending(ssl_) == 0)) {
@@ -397,7 +401,7 @@ bool H2Connection::OnTimer(H2Clock::time_point now) {
       ping_ack_deadline_ = now + std::chrono::milliseconds(o.keepalive_timeout_ms);
       ++pings_without_data_;
     }
-    next_ping_ = now + std::chrono::milliseconds(std::max(1, o.keepalive_time_ms));
+    next_ping_ = now + std::chrono::milliseconds(keepalive_ms_);
   }
   if (o.max_connection_age_ms > 0) {
     if (!age_goaway_sent_ && now >= created_ + std::chrono::milliseconds(o.max_connection_age_ms)) {

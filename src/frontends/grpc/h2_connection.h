@@ -132,6 +132,7 @@ class H2Connection {
   H2Clock::time_point next_ping_, ping_ack_deadline_, last_ping_recv_;
   bool ping_outstanding_ = false, have_ping_recv_ = false;
   int ping_strikes_ = 0, pings_without_data_ = 0;
+  int keepalive_ms_ = 0;
   bool age_goaway_sent_ = false;
   H2Clock::time_point age_close_;
 };
