@@ -55,7 +55,8 @@ start grpcpp
 start nghttp2
 HZ=$(getconf CLK_TCK)
 
-# measure KIND C: "req/s p50_us p99_us errors cpu_us_per_request" for one point. KIND:
+# measure KIND C: "req/s p50_us p99_us errors client_cpu_us cpu_us_per_request" for one
+# point (client CPU: grpc_load's own, "-" for wrk). KIND:
 # http, unary, stream (grpc++ engine) or h2unary, h2stream (nghttp2 engine).
 measure() {
   local kind=$1 c=$2 t0 n0 t1 n1 out engine=grpcpp
@@ -68,13 +69,13 @@ measure() {
   n0=$(counts identity | cut -d' ' -f1)
   if [[ $kind == http ]]; then
     out=$(run_wrk identity "$c" "$HLEN" "$TMP/binary.body" |
-      awk '{ printf "%s %.0f %.0f %s", $1, $2 * 1000, $3 * 1000, $4 }')
+      awk '{ printf "%s %.0f %.0f %s -", $1, $2 * 1000, $3 * 1000, $4 }')
   else
     local flag=""
     [[ $kind == *stream ]] && flag=--stream
     out=$("$LOAD" --url="127.0.0.1:$GRPC_PORT" --model=identity --concurrency="$c" \
       --elements="$ELEMENTS" --warmup=1 --duration="$SECS" $flag |
-      sed 's/.*throughput=\([^ ]*\) p50_us=\([^ ]*\) p90_us=[^ ]* p99_us=\([^ ]*\) errors=\([^ ]*\).*/\1 \2 \3 \4/')
+      sed 's/.*throughput=\([^ ]*\) p50_us=\([^ ]*\) p90_us=[^ ]* p99_us=\([^ ]*\) errors=\([^ ]*\) client_cpu_us=\([^ ]*\).*/\1 \2 \3 \4 \5/')
   fi
   t1=$(server_cpu_ticks "$SERVER")
   n1=$(counts identity | cut -d' ' -f1)
@@ -89,21 +90,22 @@ measure h2unary 8 >/dev/null
 
 echo "identity model, $ELEMENTS x FP32 in and out, ${SECS}s per point ($(nproc) cores," \
   "clients on the same machine)"
-printf '%-12s %5s %10s %8s %8s %7s %10s %8s %8s\n' protocol conc "req/s" p50_us p99_us \
-  errors "cpu_us/req" "cpu/http" "rps/http"
+printf '%-12s %5s %10s %8s %8s %7s %10s %8s %8s %11s\n' protocol conc "req/s" p50_us p99_us \
+  errors "cpu_us/req" "cpu/http" "rps/http" "client_us/req"
 for c in 1 8 32; do
-  read -r hr hp50 hp99 herr hcpu < <(measure http "$c")
-  printf '%-12s %5s %10.0f %8s %8s %7s %10s %8s %8s\n' "http binary" "$c" "$hr" "$hp50" "$hp99" \
-    "$herr" "$hcpu" 1.00 1.00
+  read -r hr hp50 hp99 herr hclient hcpu < <(measure http "$c")
+  printf '%-12s %5s %10.0f %8s %8s %7s %10s %8s %8s %11s\n' "http binary" "$c" "$hr" "$hp50" "$hp99" \
+    "$herr" "$hcpu" 1.00 1.00 "$hclient"
   for kind in unary stream h2unary h2stream; do
-    read -r r p50 p99 err cpu < <(measure "$kind" "$c")
+    read -r r p50 p99 err client cpu < <(measure "$kind" "$c")
     label="grpc $kind"
     [[ $kind == h2* ]] && label="h2 ${kind#h2}"
-    printf '%-12s %5s %10.0f %8s %8s %7s %10s %8.2f %8.2f\n' "$label" "$c" "$r" "$p50" "$p99" \
+    printf '%-12s %5s %10.0f %8s %8s %7s %10s %8.2f %8.2f %11s\n' "$label" "$c" "$r" "$p50" "$p99" \
       "$err" "$cpu" "$(awk -v a="$cpu" -v b="$hcpu" 'BEGIN { print (b > 0 ? a / b : 0) }')" \
-      "$(awk -v a="$r" -v b="$hr" 'BEGIN { print (b > 0 ? a / b : 0) }')"
+      "$(awk -v a="$r" -v b="$hr" 'BEGIN { print (b > 0 ? a / b : 0) }')" "$client"
   done
 done
 echo "grpc: grpc++ engine; h2: --grpc-engine=nghttp2 (another server, same run)"
 echo "cpu/http: server CPU per request over HTTP binary's (issue 17 target <= 1.3 at 32);" \
-  "rps/http: throughput over HTTP binary's (target >= 1 at 32)"
+  "rps/http: throughput over HTTP binary's (target >= 1 at 32);" \
+  "client_us/req: grpc_load's own CPU per request (it shares the 2 cores with the server)"
