@@ -115,8 +115,8 @@ int ParseFlags(int argc, char** argv, Flags& f, CLI::App& app) {
 #ifdef FLOWSERVE_WITH_GRPC
   app.add_option("--grpc-infer-allocation-pool-size", f.grpc.infer_allocation_pool_size);
   app.add_option("--grpc-engine", f.grpc.engine,
-                 "grpcpp | nghttp2 (our extension): who serves the gRPC port; nghttp2 runs "
-                 "ModelInfer/ModelStreamInfer on its own I/O threads")
+                 "nghttp2 | grpcpp (our extension): who serves the gRPC port; nghttp2 runs "
+                 "ModelInfer/ModelStreamInfer on its own I/O threads, grpcpp is grpc++ alone")
       ->check(CLI::IsMember({"grpcpp", "nghttp2"}))
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--grpc-thread-count", f.grpc.thread_count,

@@ -11,7 +11,7 @@ import requests
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = os.environ.get("FLOWSERVE_BIN", str(ROOT / "build" / "flowserve"))
-# FLOWSERVE_GRPC_ENGINE=nghttp2 runs every suite against that gRPC engine.
+# FLOWSERVE_GRPC_ENGINE=grpcpp (or nghttp2) runs every suite against that gRPC engine.
 ENGINE_ARGS = ([f"--grpc-engine={os.environ['FLOWSERVE_GRPC_ENGINE']}"]
                if os.environ.get("FLOWSERVE_GRPC_ENGINE") else [])
 

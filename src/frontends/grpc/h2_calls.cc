@@ -76,13 +76,29 @@ std::shared_ptr<ModelInferRequest> Parse(std::string_view bytes) {
   return msg;
 }
 
-// ---- ModelInfer ---------------------------------------------------------------------
-
-class UnaryInfer final : public H2Call {
+// A unary method: exactly one request message, handled by Start.
+class UnaryCall : public H2Call {
  public:
-  void OnMessage(H2Connection& c, H2Stream& s, std::string_view bytes) override {
+  void OnMessage(H2Connection& c, H2Stream& s, std::string_view bytes) final {
     if (started_) return c.Finish(s, kInternal, "more than one request message in a unary call");
     started_ = true;
+    Start(c, s, bytes);
+  }
+  void OnHalfClose(H2Connection& c, H2Stream& s) final {
+    if (!started_) c.Finish(s, kInternal, "the call ended without a request message");
+  }
+
+ protected:
+  virtual void Start(H2Connection& c, H2Stream& s, std::string_view bytes) = 0;
+
+ private:
+  bool started_ = false;
+};
+
+// ---- ModelInfer ---------------------------------------------------------------------
+
+class UnaryInfer final : public UnaryCall {
+  void Start(H2Connection& c, H2Stream& s, std::string_view bytes) override {
     auto msg = Parse(bytes);
     if (!msg) return c.Finish(s, kInternal, "cannot parse the ModelInferRequest message");
     NoteRequestFrom(static_cast<uintptr_t>(c.id()));
@@ -120,13 +136,6 @@ class UnaryInfer final : public H2Call {
     ctx->calls_in_core.fetch_add(1, std::memory_order_acq_rel);
     server->Infer(std::move(request));
   }
-
-  void OnHalfClose(H2Connection& c, H2Stream& s) override {
-    if (!started_) c.Finish(s, kInternal, "the call ended without a request message");
-  }
-
- private:
-  bool started_ = false;
 };
 
 // ---- ModelStreamInfer ---------------------------------------------------------------
@@ -216,11 +225,8 @@ std::string Base64Decode(std::string_view in) {
   return out;
 }
 
-class Forward final : public H2Call {
- public:
-  void OnMessage(H2Connection& c, H2Stream& s, std::string_view bytes) override {
-    if (sent_) return c.Finish(s, kInternal, "more than one request message in a unary call");
-    sent_ = true;
+class Forward final : public UnaryCall {
+  void Start(H2Connection& c, H2Stream& s, std::string_view bytes) override {
     struct Pending {
       grpc::ClientContext context;
       grpc::ByteBuffer request, response;
@@ -263,13 +269,6 @@ class Forward final : public H2Call {
                          });
                    });
   }
-
-  void OnHalfClose(H2Connection& c, H2Stream& s) override {
-    if (!sent_) c.Finish(s, kInternal, "the call ended without a request message");
-  }
-
- private:
-  bool sent_ = false;
 };
 
 }  // namespace
