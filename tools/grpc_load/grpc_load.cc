@@ -7,6 +7,7 @@
 // outstanding requests stays exactly N without a thread per request. With --stream each
 // slot is one ModelStreamInfer stream instead, writing its next request when the answer
 // to the previous one arrives (the same N in flight, without a call per request).
+#include <absl/synchronization/mutex.h>
 #include <grpcpp/grpcpp.h>
 #include <sys/resource.h>
 
@@ -246,6 +247,10 @@ uint32_t Percentile(std::vector<uint32_t>& v, double p) {
 
 int main(int argc, char** argv) {
   Options o = Parse(argc, argv);
+  // Debian's abseil keeps absl::Mutex's deadlock detector on (built without NDEBUG): a
+  // global lock graph updated on every lock grpc takes, a few percent of this client's
+  // CPU in `perf`, which shares the cores with the server it measures. Off, as the server.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
   auto channel = grpc::CreateCustomChannel(o.url, grpc::InsecureChannelCredentials(), args);
