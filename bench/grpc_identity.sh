@@ -7,6 +7,9 @@
 # counted by the model's statistics), with gRPC's CPU and throughput as ratios of HTTP
 # binary's at the same concurrency. The client shares the cores, so CPU per request is the
 # figure that does not depend on the client.
+# Each gRPC kind runs twice: on the grpc++ engine (the server HTTP binary is measured on)
+# and on a second server started with --grpc-engine=nghttp2 ("h2 unary", "h2 stream").
+# grpc_load drives unary calls with --cq (one thread, one completion queue).
 # Env: BUILD_DIR (default build), FLOWSERVE_BIN, GRPC_LOAD, SECS (default 5), ELEMENTS (16).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,30 +37,48 @@ open(path, "wb").write(head + struct.pack(f"<{n}f", *range(n)))
 print(len(head))
 PYEOF
 )
-PORT=$(free_port)
-GRPC_PORT=$(free_port)
-"$BIN" --model-repository="$TMP/repo" --http-port="$PORT" --http-address=127.0.0.1 \
-  --grpc-port="$GRPC_PORT" --grpc-address=127.0.0.1 --allow-metrics=false \
-  --log-info=false >"$TMP/server.log" 2>&1 &
-SERVER=$!
-PIDS+=("$SERVER")
-wait_ready "$PORT" "$SERVER" "$TMP/server.log"
+# start ENGINE: a server on new ports; sets SERVER_<engine>, PORT_<engine>, GRPC_<engine>.
+start() {
+  local port grpc_port pid
+  port=$(free_port)
+  grpc_port=$(free_port)
+  "$BIN" --model-repository="$TMP/repo" --http-port="$port" --http-address=127.0.0.1 \
+    --grpc-port="$grpc_port" --grpc-address=127.0.0.1 --allow-metrics=false \
+    --grpc-engine="$1" --log-info=false >"$TMP/server-$1.log" 2>&1 &
+  pid=$!
+  PIDS+=("$pid")
+  wait_ready "$port" "$pid" "$TMP/server-$1.log"
+  printf -v "SERVER_$1" %s "$pid"
+  printf -v "PORT_$1" %s "$port"
+  printf -v "GRPC_$1" %s "$grpc_port"
+}
+start grpcpp
+start nghttp2
 HZ=$(getconf CLK_TCK)
 
-# measure KIND C: "req/s p50_us p99_us errors cpu_us_per_request" for one point.
+# measure KIND C: "req/s p50_us p99_us errors client_cpu_us cpu_us_per_request" for one
+# point (client CPU: grpc_load's own, "-" for wrk). KIND:
+# http, unary, stream (grpc++ engine) or h2unary, h2stream (nghttp2 engine).
 measure() {
-  local kind=$1 c=$2 t0 n0 t1 n1 out
+  local kind=$1 c=$2 t0 n0 t1 n1 out engine=grpcpp
+  [[ $kind == h2* ]] && engine=nghttp2
+  local SERVER=SERVER_$engine GRPC=GRPC_$engine PORT_VAR=PORT_$engine
+  SERVER=${!SERVER}
+  GRPC_PORT=${!GRPC}
+  PORT=${!PORT_VAR}
   t0=$(server_cpu_ticks "$SERVER")
   n0=$(counts identity | cut -d' ' -f1)
   if [[ $kind == http ]]; then
     out=$(run_wrk identity "$c" "$HLEN" "$TMP/binary.body" |
-      awk '{ printf "%s %.0f %.0f %s", $1, $2 * 1000, $3 * 1000, $4 }')
+      awk '{ printf "%s %.0f %.0f %s -", $1, $2 * 1000, $3 * 1000, $4 }')
   else
-    local flag=""
-    [[ $kind == stream ]] && flag=--stream
+    # Unary calls from one thread on a completion queue (--cq): half the client CPU of
+    # grpc's callback API, which otherwise caps the throughput on 2 shared cores.
+    local flag=--cq
+    [[ $kind == *stream ]] && flag=--stream
     out=$("$LOAD" --url="127.0.0.1:$GRPC_PORT" --model=identity --concurrency="$c" \
       --elements="$ELEMENTS" --warmup=1 --duration="$SECS" $flag |
-      sed 's/.*throughput=\([^ ]*\) p50_us=\([^ ]*\) p90_us=[^ ]* p99_us=\([^ ]*\) errors=\([^ ]*\).*/\1 \2 \3 \4/')
+      sed 's/.*throughput=\([^ ]*\) p50_us=\([^ ]*\) p90_us=[^ ]* p99_us=\([^ ]*\) errors=\([^ ]*\) client_cpu_us=\([^ ]*\).*/\1 \2 \3 \4 \5/')
   fi
   t1=$(server_cpu_ticks "$SERVER")
   n1=$(counts identity | cut -d' ' -f1)
@@ -68,21 +89,26 @@ measure() {
 # Warm-up: first connections, allocator pools, grpc's threads.
 measure http 8 >/dev/null
 measure unary 8 >/dev/null
+measure h2unary 8 >/dev/null
 
 echo "identity model, $ELEMENTS x FP32 in and out, ${SECS}s per point ($(nproc) cores," \
   "clients on the same machine)"
-printf '%-12s %5s %10s %8s %8s %7s %10s %8s %8s\n' protocol conc "req/s" p50_us p99_us \
-  errors "cpu_us/req" "cpu/http" "rps/http"
+printf '%-12s %5s %10s %8s %8s %7s %10s %8s %8s %11s\n' protocol conc "req/s" p50_us p99_us \
+  errors "cpu_us/req" "cpu/http" "rps/http" "client_us/req"
 for c in 1 8 32; do
-  read -r hr hp50 hp99 herr hcpu < <(measure http "$c")
-  printf '%-12s %5s %10.0f %8s %8s %7s %10s %8s %8s\n' "http binary" "$c" "$hr" "$hp50" "$hp99" \
-    "$herr" "$hcpu" 1.00 1.00
-  for kind in unary stream; do
-    read -r r p50 p99 err cpu < <(measure "$kind" "$c")
-    printf '%-12s %5s %10.0f %8s %8s %7s %10s %8.2f %8.2f\n' "grpc $kind" "$c" "$r" "$p50" "$p99" \
+  read -r hr hp50 hp99 herr hclient hcpu < <(measure http "$c")
+  printf '%-12s %5s %10.0f %8s %8s %7s %10s %8s %8s %11s\n' "http binary" "$c" "$hr" "$hp50" "$hp99" \
+    "$herr" "$hcpu" 1.00 1.00 "$hclient"
+  for kind in unary stream h2unary h2stream; do
+    read -r r p50 p99 err client cpu < <(measure "$kind" "$c")
+    label="grpc $kind"
+    [[ $kind == h2* ]] && label="h2 ${kind#h2}"
+    printf '%-12s %5s %10.0f %8s %8s %7s %10s %8.2f %8.2f %11s\n' "$label" "$c" "$r" "$p50" "$p99" \
       "$err" "$cpu" "$(awk -v a="$cpu" -v b="$hcpu" 'BEGIN { print (b > 0 ? a / b : 0) }')" \
-      "$(awk -v a="$r" -v b="$hr" 'BEGIN { print (b > 0 ? a / b : 0) }')"
+      "$(awk -v a="$r" -v b="$hr" 'BEGIN { print (b > 0 ? a / b : 0) }')" "$client"
   done
 done
+echo "grpc: grpc++ engine; h2: --grpc-engine=nghttp2 (another server, same run)"
 echo "cpu/http: server CPU per request over HTTP binary's (issue 17 target <= 1.3 at 32);" \
-  "rps/http: throughput over HTTP binary's (target >= 1 at 32)"
+  "rps/http: throughput over HTTP binary's (target >= 1 at 32);" \
+  "client_us/req: grpc_load's own CPU per request (it shares the 2 cores with the server)"

@@ -13,6 +13,7 @@ packages=(
   rapidjson-dev libcli11-dev libspdlog-dev libfmt-dev libgtest-dev libtorch-dev
   libcurl4-openssl-dev libssl-dev libexpat1-dev  # s3:// repositories
   libxxhash-dev  # response cache: XXH3-128 of request inputs (header-only use)
+  libnghttp2-dev  # gRPC's nghttp2 engine (--grpc-engine=nghttp2)
   # example models, tests and benchmarks (Debian's python3, never another interpreter)
   python3 python3-torch python3-numpy python3-requests python3-grpcio python3-protobuf
   python3-grpc-tools python3-sklearn python3-pil python3-pytest python3-packaging

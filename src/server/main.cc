@@ -114,6 +114,14 @@ int ParseFlags(int argc, char** argv, Flags& f, CLI::App& app) {
   app.add_option("--grpc-address", f.grpc.address);
 #ifdef FLOWSERVE_WITH_GRPC
   app.add_option("--grpc-infer-allocation-pool-size", f.grpc.infer_allocation_pool_size);
+  app.add_option("--grpc-engine", f.grpc.engine,
+                 "nghttp2 | grpcpp (our extension): who serves the gRPC port; nghttp2 runs "
+                 "ModelInfer/ModelStreamInfer on its own I/O threads, grpcpp is grpc++ alone")
+      ->check(CLI::IsMember({"grpcpp", "nghttp2"}))
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.add_option("--grpc-thread-count", f.grpc.thread_count,
+                 "I/O threads of the nghttp2 engine; 0 = one per core (our extension)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--grpc-use-ssl", f.grpc_use_ssl);
   app.add_option("--grpc-use-ssl-mutual", f.grpc_use_ssl_mutual);
   app.add_option("--grpc-server-cert", f.grpc_server_cert);

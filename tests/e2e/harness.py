@@ -11,6 +11,9 @@ import requests
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = os.environ.get("FLOWSERVE_BIN", str(ROOT / "build" / "flowserve"))
+# FLOWSERVE_GRPC_ENGINE=grpcpp (or nghttp2) runs every suite against that gRPC engine.
+ENGINE_ARGS = ([f"--grpc-engine={os.environ['FLOWSERVE_GRPC_ENGINE']}"]
+               if os.environ.get("FLOWSERVE_GRPC_ENGINE") else [])
 
 
 def free_port():
@@ -78,7 +81,7 @@ class Server:
         self.log_file = tempfile.NamedTemporaryFile(prefix="flowserve-", suffix=".log", delete=False)
         cmd = [BIN, f"--model-repository={repo}", f"--http-port={self.http_port}",
                f"--grpc-port={self.grpc_port}", f"--metrics-port={self.metrics_port}",
-               "--http-address=127.0.0.1", "--grpc-address=127.0.0.1", *args]
+               "--http-address=127.0.0.1", "--grpc-address=127.0.0.1", *ENGINE_ARGS, *args]
         self.cmd = cmd
         self.proc = subprocess.Popen(cmd, stdout=self.log_file, stderr=subprocess.STDOUT,
                                      env={**os.environ, **(env or {})})
@@ -123,7 +126,7 @@ class Server:
 def run_to_exit(repo, args=(), timeout=60):
     """Runs flowserve expecting it to exit by itself; returns (returncode, output)."""
     cmd = [BIN, f"--model-repository={repo}", f"--http-port={free_port()}",
-           f"--grpc-port={free_port()}", f"--metrics-port={free_port()}", *args]
+           f"--grpc-port={free_port()}", f"--metrics-port={free_port()}", *ENGINE_ARGS, *args]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     return p.returncode, p.stdout + p.stderr
 

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "frontends/grpc/h2_listener.h"
 #include "frontends/grpc/service.h"
 
 namespace flowserve {
@@ -15,6 +16,7 @@ namespace flowserve {
 struct GrpcServer::Impl {
   std::unique_ptr<grpc_frontend::Service> service;
   std::unique_ptr<grpc::Server> server;
+  std::unique_ptr<grpc_frontend::H2Listener> h2;  // the nghttp2 engine; null with grpcpp
   int port = 0;
 };
 
@@ -71,9 +73,14 @@ Result<std::unique_ptr<GrpcServer>> GrpcServer::Start(InferenceServer* server,
   impl->service = std::make_unique<grpc_frontend::Service>(
       server, options.infer_allocation_pool_size, options.auth);
 
+  const bool h2 = options.engine == "nghttp2";
+  if (!h2 && options.engine != "grpcpp") {
+    return InvalidArgument("--grpc-engine must be grpcpp or nghttp2, not '" + options.engine + "'");
+  }
   grpc::ServerBuilder builder;
   const std::string endpoint = HostPort(options.address, options.port);
-  builder.AddListeningPort(endpoint, *creds, &impl->port);
+  // With nghttp2 the grpc++ server keeps no port: it answers the forwarded RPCs in process.
+  if (!h2) builder.AddListeningPort(endpoint, *creds, &impl->port);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
   // grpc shares a port between processes by default (SO_REUSEPORT); a second server on
@@ -103,6 +110,19 @@ Result<std::unique_ptr<GrpcServer>> GrpcServer::Start(InferenceServer* server,
   }
   builder.RegisterService(impl->service.get());
   impl->server = builder.BuildAndStart();
+  if (h2 && impl->server) {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(-1);
+    args.SetMaxSendMessageSize(-1);
+    auto listener =
+        grpc_frontend::H2Listener::Start(server, options, impl->server->InProcessChannel(args));
+    if (!listener.ok()) {
+      impl->server->Shutdown();
+      return listener.status();
+    }
+    impl->h2 = std::move(listener).value();
+    impl->port = impl->h2->port();
+  }
   if (!impl->server || impl->port == 0) {
     return Unavailable("failed to start the gRPC service on " + endpoint +
                        " (address in use or not available?)");
@@ -118,6 +138,7 @@ int GrpcServer::port() const { return impl_->port; }
 
 void GrpcServer::Stop() {
   if (!impl_->server) return;
+  if (impl_->h2) impl_->h2->Stop();
   // Open streams get a moment to end by themselves before they are cancelled.
   impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   // No new call starts now. A load or unload still running finishes its call into this

@@ -15,6 +15,11 @@ class ApiAuth;
 struct GrpcOptions {
   std::string address = "0.0.0.0";
   int port = 8001;  // 0: pick a free port (see GrpcServer::port())
+  // Who speaks HTTP/2 on the port: "nghttp2" (our own I/O threads serve ModelInfer and
+  // ModelStreamInfer and forward the other RPCs to the grpc++ service in process) or
+  // "grpcpp" (grpc++ does everything).
+  std::string engine = "nghttp2";
+  int thread_count = 0;  // nghttp2 engine's I/O threads; 0 = one per core
   // Request/response message pairs kept for reuse by ModelInfer.
   int infer_allocation_pool_size = 8;
   int max_message_bytes = INT32_MAX;

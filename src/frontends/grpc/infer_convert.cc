@@ -401,4 +401,41 @@ Status ToModelInferResponse(const InferenceResponse& response,
   return Status::Ok();
 }
 
+StreamRequestInfo StreamInfoOf(const inference::ModelInferRequest& msg) {
+  StreamRequestInfo info;
+  auto it = msg.parameters().find(kEmptyFinalResponse);
+  if (it != msg.parameters().end()) info.final_flag = it->second.bool_param();
+  info.id = msg.id();
+  info.model = msg.model_name();
+  info.version = msg.model_version();
+  return info;
+}
+
+std::unique_ptr<inference::ModelStreamInferResponse> StreamError(const StreamRequestInfo& info,
+                                                                 const Status& st) {
+  // The id lets a client match an error to its request on a shared stream.
+  auto out = std::make_unique<inference::ModelStreamInferResponse>();
+  out->set_error_message(st.message());
+  inference::ModelInferResponse* infer = out->mutable_infer_response();
+  infer->set_id(info.id);
+  infer->set_model_name(info.model);
+  infer->set_model_version(info.version);
+  return out;
+}
+
+std::unique_ptr<inference::ModelStreamInferResponse> ToStreamResponse(
+    const InferenceResponse& r, const std::vector<SharedMemoryOutput>& shm_outputs,
+    const StreamRequestInfo& info) {
+  if (!r.status.ok()) return StreamError(info, r.status);
+  auto out = std::make_unique<inference::ModelStreamInferResponse>();
+  inference::ModelInferResponse* infer = out->mutable_infer_response();
+  Status done = ToModelInferResponse(r, shm_outputs, infer);
+  if (!done.ok()) return StreamError(info, done);
+  if (info.final_flag) {
+    (*infer->mutable_parameters())["triton_final_response"].set_bool_param(r.final);
+  }
+  if (r.flag_only && !info.final_flag) return nullptr;
+  return out;
+}
+
 }  // namespace flowserve::grpc_frontend

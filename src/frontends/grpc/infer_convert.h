@@ -2,6 +2,8 @@
 // Translation between the protobuf inference messages and the core's request/response.
 // Only this file knows how KServe v2 tensors and parameters are laid out in protobuf.
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "core/inference_request.h"
@@ -31,5 +33,23 @@ Status ToModelInferResponse(const InferenceResponse& response,
 
 // Request parameters that only the frontend acts on.
 inline constexpr const char* kEmptyFinalResponse = "triton_enable_empty_final_response";
+
+// ModelStreamInfer: what one request asked of its stream answers.
+struct StreamRequestInfo {
+  bool final_flag = false;  // triton_enable_empty_final_response
+  std::string id, model, version;
+};
+StreamRequestInfo StreamInfoOf(const inference::ModelInferRequest& msg);
+
+// The stream message for one core response, as Triton: with the final-flag parameter every
+// response says whether it is the final one and a flag sent alone becomes an empty
+// response; without it, a flag alone sends nothing (null). A failed response becomes an
+// error message naming the request's id.
+std::unique_ptr<inference::ModelStreamInferResponse> ToStreamResponse(
+    const InferenceResponse& r, const std::vector<SharedMemoryOutput>& shm_outputs,
+    const StreamRequestInfo& info);
+// A request refused before reaching the core, as a stream message.
+std::unique_ptr<inference::ModelStreamInferResponse> StreamError(const StreamRequestInfo& info,
+                                                                 const Status& st);
 
 }  // namespace flowserve::grpc_frontend

@@ -188,42 +188,23 @@ class StreamInferReactor
     Status st =
         ToInferenceRequest(*msg, msg, request.get(), &server_->shared_memory(), &shm_outputs);
     if (!st.ok()) {
-      Push(ErrorResponse(*msg, st));
+      Push(StreamError(StreamInfoOf(*msg), st));
       return;
     }
-    bool final_flag = false;
-    auto it = msg->parameters().find(kEmptyFinalResponse);
-    if (it != msg->parameters().end()) final_flag = it->second.bool_param();
     {
       std::lock_guard<std::mutex> lock(mu_);
       ++in_flight_;
     }
     refs_.fetch_add(1, std::memory_order_relaxed);
-    // A decoupled model answers with any number of responses, the last one final. As
-    // Triton: with triton_enable_empty_final_response every response says whether it is
-    // the final one, and a final flag sent alone becomes an empty response; without it,
-    // a final flag alone sends nothing.
+    // A decoupled model answers with any number of responses, the last one final.
     request->multiple_responses = true;
     // On grpc's callback thread, as for unary calls; the answer is then written from
     // inside OnReadDone.
     request->may_run_inline = true;
-    request->on_complete = [this, final_flag, id = msg->id(), model = msg->model_name(),
-                            version = msg->model_version(), shm_outputs = std::move(shm_outputs)](
+    request->on_complete = [this, info = StreamInfoOf(*msg), shm_outputs = std::move(shm_outputs)](
                                std::unique_ptr<InferenceResponse> r) {
       const bool final = r->final;
-      auto out = std::make_unique<ModelStreamInferResponse>();
-      Status done = r->status;
-      if (done.ok()) {
-        ModelInferResponse* infer = out->mutable_infer_response();
-        done = ToModelInferResponse(*r, shm_outputs, infer);
-        if (final_flag)
-          (*infer->mutable_parameters())["triton_final_response"].set_bool_param(final);
-      }
-      if (!done.ok()) {
-        out = std::make_unique<ModelStreamInferResponse>();
-        FillError(out.get(), done, id, model, version);
-      }
-      if (!r->flag_only || final_flag || !done.ok()) Push(std::move(out));
+      if (auto out = ToStreamResponse(*r, shm_outputs, info)) Push(std::move(out));
       if (!final) return;
       {
         std::lock_guard<std::mutex> lock(mu_);
@@ -233,23 +214,6 @@ class StreamInferReactor
       Unref();
     };
     server_->Infer(std::move(request));
-  }
-
-  static void FillError(ModelStreamInferResponse* out, const Status& st, const std::string& id,
-                        const std::string& model, const std::string& version) {
-    // The id lets a client match an error to its request on a shared stream.
-    out->set_error_message(st.message());
-    ModelInferResponse* infer = out->mutable_infer_response();
-    infer->set_id(id);
-    infer->set_model_name(model);
-    infer->set_model_version(version);
-  }
-
-  static std::unique_ptr<ModelStreamInferResponse> ErrorResponse(const ModelInferRequest& msg,
-                                                                 const Status& st) {
-    auto out = std::make_unique<ModelStreamInferResponse>();
-    FillError(out.get(), st, msg.id(), msg.model_name(), msg.model_version());
-    return out;
   }
 
   void Push(std::unique_ptr<ModelStreamInferResponse> response) {
