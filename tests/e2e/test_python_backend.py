@@ -811,6 +811,42 @@ def test_large_tensor_round_trip(tmp_path):
                 assert arena_sizes() == {-(-(4 << 20) // growth) * growth}, arena_sizes()
 
 
+def test_pooled_output_segments_are_not_reused_while_being_sent(tmp_path):
+    # Outputs above the inline size travel in the stub's pooled segments; a segment may
+    # only be handed out again once the responses pointing into it were written out.
+    # Several clients with outputs of their own make any early reuse show as a response
+    # that holds another request's bytes.
+    python_model(tmp_path, "pyneg", """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor(
+            "OUTPUT0", pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy() ^ 0xFF)])
+            for r in requests]
+""", cfg("pyneg", [io("INPUT0", "TYPE_UINT8", [-1])], [io("OUTPUT0", "TYPE_UINT8", [-1])],
+         extra="instance_group [ { count: 2 kind: KIND_CPU } ]"))
+    with Server(tmp_path, wait="ready") as s:
+        failures = []
+
+        def client(seed):
+            rng = np.random.default_rng(seed)
+            for i in range(60):
+                x = np.full(100_000 + 4096 * (i % 7), (seed * 61 + i) % 256, dtype=np.uint8)
+                x[:8] = rng.integers(0, 255, 8)
+                code, r = infer(s, "pyneg", {"INPUT0": (x, "UINT8")}, outputs=["OUTPUT0"])
+                if code != 200 or not np.array_equal(r["OUTPUT0"], x ^ 0xFF):
+                    failures.append((seed, i, code))
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not failures, failures[:5]
+
+
 def test_no_leaks_over_requests_and_reloads(tmp_path):
     python_model(tmp_path, "pyid", IDENT,
                  cfg("pyid", [io("INPUT0", "TYPE_FP32", [-1])], [io("OUTPUT0", "TYPE_FP32", [-1])]))

@@ -237,7 +237,13 @@ struct SegmentCache {
   std::vector<int64_t> released;  // guarded by mu
 };
 
+// Built in place only: a copy's destructor would hand the segment back while the
+// responses still point into it, and the stub would overwrite them.
 struct Lease {
+  Lease(std::shared_ptr<Mapping> m, std::shared_ptr<SegmentCache> c, int64_t i)
+      : map(std::move(m)), cache(std::move(c)), id(i) {}
+  Lease(const Lease&) = delete;
+  Lease& operator=(const Lease&) = delete;
   std::shared_ptr<Mapping> map;
   std::shared_ptr<SegmentCache> cache;
   int64_t id;
@@ -298,7 +304,7 @@ Result<Tensor> DecodeTensor(const rapidjson::Value& d, const Frame& frame,
       auto it = segments->cache->maps.find(id);
       if (it == segments->cache->maps.end())
         return Internal("tensor '" + t.name + "': unknown segment " + std::to_string(id));
-      lease = std::make_shared<Lease>(Lease{it->second, segments->cache, id});
+      lease = std::make_shared<Lease>(it->second, segments->cache, id);
     }
     off = loc[2].GetUint64();
     size = loc[3].GetUint64();
