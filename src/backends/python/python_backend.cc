@@ -672,7 +672,14 @@ class PythonInstance : public BackendInstance {
     // while idle is noticed here too, so no request is sent to it.
     for (;;) {
       cv_.wait(lock, [&] { return stopping_ || !failed_.empty() || (proc_ && !proc_dead_); });
-      if (!proc_ || proc_dead_ || !proc_->Exited()) break;
+      if (!proc_ || proc_dead_) break;
+      if (!proc_->Exited()) {
+        // A decoupled model's reader sees the socket close a moment before the process
+        // has exited: that process is gone too, wait for its end and then its successor.
+        if (!info_->decoupled || !ReaderEnded()) break;
+        proc_->Kill();
+        proc_->WaitAndDescribe(/*reap=*/false);
+      }
       proc_dead_ = true;
     }
     if (!proc_ || proc_dead_) {
@@ -714,6 +721,12 @@ class PythonInstance : public BackendInstance {
       r->outputs.clear();
       r->status = st;
     }
+  }
+
+  bool ReaderEnded() const {
+    if (!inbox_) return false;
+    std::lock_guard<std::mutex> lock(inbox_->mu);
+    return inbox_->ended;
   }
 
   // One execute() round trip. Unavailable means the process is gone.
