@@ -178,6 +178,38 @@ TEST(HttpInferParse, MalformedJsonNeverCrashes) {
   EXPECT_NE(msg.find("nested"), std::string::npos) << msg;
 }
 
+// The parser's stacks start in a small buffer on the stack; headers that outgrow it (a
+// long data array, deep nesting, many inputs) must still parse whole.
+TEST(HttpInferParse, HeadersLargerThanTheParseBuffer) {
+  std::string data = "[";
+  for (int i = 0; i < 5000; ++i) data += (i ? "," : "") + std::to_string(i) + ".5";
+  data += "]";
+  // One element 60 levels deep: deep enough to grow the reader's stack out of the buffer.
+  std::string shape = "[1", deep = std::string(60, '[') + "7" + std::string(60, ']');
+  for (int i = 1; i < 60; ++i) shape += ",1";
+  shape += "]";
+  std::string json = R"({"id":")" + std::string(3000, 'i') +
+                     R"(","inputs":[{"name":"X","shape":[5000],"datatype":"FP32","data":)" + data +
+                     R"(},{"name":"D","shape":)" + shape + R"(,"datatype":"INT64","data":)" + deep +
+                     "}";
+  for (int i = 0; i < 40; ++i) {
+    json += R"(,{"name":"Y)" + std::to_string(i) + R"(","shape":[2],"datatype":"INT32","data":[)" +
+            std::to_string(i) + "," + std::to_string(-i) + "]}";
+  }
+  json += "]}";
+  auto p = Parse(json);
+  ASSERT_TRUE(p.request.ok()) << p.request.status().message();
+  const auto& inputs = (*p.request)->inputs;
+  ASSERT_EQ(inputs.size(), 42u);
+  auto x = Values<float>(inputs.at(0));
+  ASSERT_EQ(x.size(), 5000u);
+  EXPECT_EQ(x[0], 0.5f);
+  EXPECT_EQ(x[4999], 4999.5f);
+  EXPECT_EQ(Values<int64_t>(inputs.at(1)), (std::vector<int64_t>{7}));
+  EXPECT_EQ(Values<int32_t>(inputs.at(41)), (std::vector<int32_t>{39, -39}));
+  EXPECT_EQ((*p.request)->id, std::string(3000, 'i'));
+}
+
 // Nesting and numbers below the double range are found by one scan before parsing: the
 // limit counts only brackets outside strings, and a number too small wins over nesting.
 TEST(HttpInferParse, PreParseScanLimitsNestingOutsideStrings) {

@@ -137,6 +137,71 @@ TEST(HttpListener, ChunksAndInlineAnswers) {
   }
 }
 
+// Requests that arrive in pieces (header split mid-line, body split, one piece ending a
+// request and starting the next) are read whole, on a keep-alive connection answered
+// inline (its next read waits for epoll without trying first) and on one answered from
+// another thread (which reads on by itself); so is a request of exactly the first read's
+// size, and a long run of plain keep-alive requests.
+TEST(HttpListener, RequestsInPiecesAreReadWhole) {
+  for (bool inline_answer : {true, false}) {
+    SCOPED_TRACE(inline_answer ? "inline" : "from another thread");
+    auto listener = HttpListener::Start(
+        "127.0.0.1", 0, 1, [inline_answer](const HttpRequest& req, HttpRespond respond) {
+          HttpReply r;
+          r.content_type = "text/plain";
+          r.body = std::string(req.path()) + " " + std::to_string(req.body()->size()) + " " +
+                   req.body()->substr(0, 8) + "|" +
+                   req.body()->substr(req.body()->size() > 8 ? req.body()->size() - 8 : 0);
+          if (inline_answer) return respond(std::move(r));
+          std::thread([r = std::move(r), respond = std::move(respond)]() mutable {
+            respond(std::move(r));
+          }).detach();
+        });
+    ASSERT_TRUE(listener.ok()) << listener.status().message();
+    Client c((*listener)->port());
+    ASSERT_TRUE(c.connected());
+    auto post = [](const std::string& path, const std::string& body) {
+      return "POST " + path +
+             " HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" +
+             body;
+    };
+    auto pause = [] { std::this_thread::sleep_for(std::chrono::milliseconds(5)); };
+    const std::string a = post("/a", "abcdefgh-0123456789-ABCDEFGH");
+    const std::string b = post("/b", std::string(3000, 'b') + "12345678");
+    // Header split inside a field line, then inside the blank line, then the body in two.
+    c.Send(a.substr(0, 20));
+    pause();
+    c.Send(a.substr(20, a.find("\r\n\r\n") + 2 - 20));
+    pause();
+    c.Send(a.substr(a.find("\r\n\r\n") + 2, 10));
+    pause();
+    c.Send(a.substr(a.find("\r\n\r\n") + 12));
+    EXPECT_NE(c.ReadResponse().find("\r\n\r\n/a 28 abcdefgh|ABCDEFGH"), std::string::npos);
+    // The end of one request and the start of the next in one piece.
+    c.Send(b.substr(0, 1500));
+    pause();
+    c.Send(b.substr(1500) + a.substr(0, 30));
+    pause();
+    c.Send(a.substr(30));
+    EXPECT_NE(c.ReadResponse().find("\r\n\r\n/b 3008 bbbbbbbb|12345678"), std::string::npos);
+    EXPECT_NE(c.ReadResponse().find("\r\n\r\n/a 28 abcdefgh|ABCDEFGH"), std::string::npos);
+    // Exactly the size of the first read (8 KiB): the socket may hold more after it.
+    const size_t head_size = post("/x", std::string(1000, 'x')).size() - 1000;  // 4 digits
+    const std::string exact = post("/x", std::string(8192 - head_size - 4, 'x') + "tail");
+    ASSERT_EQ(exact.size(), 8192u);
+    c.Send(exact);
+    EXPECT_NE(c.ReadResponse().find("|xxxxtail"), std::string::npos);
+    c.Send(exact + a);
+    EXPECT_NE(c.ReadResponse().find("|xxxxtail"), std::string::npos);
+    EXPECT_NE(c.ReadResponse().find("/a 28"), std::string::npos);
+    for (int i = 0; i < 300; ++i) {
+      c.Send(post("/k" + std::to_string(i), "body"));
+      std::string r = c.ReadResponse();
+      ASSERT_NE(r.find("\r\n\r\n/k" + std::to_string(i) + " 4 body|body"), std::string::npos) << r;
+    }
+  }
+}
+
 TEST(HttpListener, OversizedBodyIs413AndConnectionCloses) {
   HttpListenerOptions o;
   o.address = "127.0.0.1";

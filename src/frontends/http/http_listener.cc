@@ -15,6 +15,7 @@
 #include "common/logging.h"
 #include "common/wake_batch.h"
 #include "frontends/http/beast.h"
+#include "frontends/http/quiet_read.h"
 
 namespace flowserve {
 
@@ -192,15 +193,51 @@ class Session : public std::enable_shared_from_this<Session> {
     if (buffer_.size() > 0) return StartRequest();  // pipelined: already begun
     // Wait for the first bytes under the idle timeout; the request timeout starts then.
     // A read, not a wait for readability: Asio re-registers the socket with epoll_ctl
-    // for every wait, but a read after one that drained the socket simply queues until
-    // epoll reports data, so a keep-alive request costs one recv and no epoll_ctl.
+    // for every wait, but a read simply queues until epoll reports data.
     ArmTimer(impl_->options.idle_timeout_ms);
+    if (!socket_empty_ && !reading_directly_) {
+      // Nothing is known of the socket (a new connection, an answer that came from another
+      // thread, a request read through Beast): look, as Asio's first try would. What is
+      // there is answered in this call; recursion is one level deep (see the flag).
+      beast::error_code ec;
+      if (!socket_.non_blocking()) socket_.non_blocking(true, ec);
+      const size_t n = ec ? 0 : socket_.read_some(buffer_.prepare(kFirstReadSize), ec);
+      if (!ec) {
+        buffer_.commit(n);
+        const auto self = shared_from_this();  // the request may close the session
+        reading_directly_ = true;
+        OnFirstBytes(n, /*socket_was_emptied=*/n < kFirstReadSize);
+        reading_directly_ = false;
+        return;
+      }
+      if (ec != asio::error::would_block) return OnReadError(ec);
+      socket_empty_ = true;
+    }
+    // The socket was found empty in this very call: the next request's event is still to
+    // come, so the read waits for it without a recv that would fail (quiet_read.h). Each
+    // keep-alive request then costs one recv, made when its data is there.
+    const bool quiet = socket_empty_ && kCanSkipSpeculativeRead;
+    socket_empty_ = false;
+    if (quiet) SkipNextSpeculativeRead(socket_);
     socket_.async_read_some(buffer_.prepare(kFirstReadSize),
-                            [self = shared_from_this()](beast::error_code ec, size_t n) {
+                            [self = shared_from_this(), quiet](beast::error_code ec, size_t n) {
                               self->buffer_.commit(n);
                               if (ec) return self->OnReadError(ec);
-                              self->StartRequest();
+                              // A quiet read is made by the reactor when the socket's
+                              // event comes, and completes within that call (the session
+                              // has no other operation on the socket): as fresh as a
+                              // direct read.
+                              self->OnFirstBytes(n, quiet && n < kFirstReadSize);
                             });
+  }
+
+  // `socket_was_emptied`: the read that brought these bytes took all the socket held,
+  // within the current handler call. Until the call returns no epoll event can be taken
+  // on this thread, so a reply written within it may wait quietly for the next request.
+  void OnFirstBytes(size_t, bool socket_was_emptied) {
+    socket_empty_ = socket_was_emptied;
+    StartRequest();
+    socket_empty_ = false;
   }
 
   void StartRequest() {
@@ -558,6 +595,9 @@ class Session : public std::enable_shared_from_this<Session> {
   bool in_handler_ = false;
   bool awaiting_ = false;
   bool linger_ = false;  // the request is not read to its end: close lingeringly
+  // The socket was emptied by a read in the current handler call (see OnFirstBytes).
+  bool socket_empty_ = false;
+  bool reading_directly_ = false;  // inside ReadHeader's own read: no second one nested
   size_t linger_left_ = 0;
   std::optional<HttpReply> stashed_;
   HttpReply reply_;

@@ -425,11 +425,17 @@ Result<std::unique_ptr<InferenceRequest>> ParseInferRequest(
     return Bad("the request JSON is nested more than " + std::to_string(kMaxJsonDepth) +
                " levels deep");
   }
+  // A usual request header parses without touching the heap: the parser's stacks (the
+  // reader's 256 bytes, then the document's) come from parse_buffer, the values from
+  // value_buffer. The document's stack must start smaller than parse_buffer less the
+  // pool's chunk header and the reader's stack: starting at the buffer's whole size, it
+  // never fit and cost a 64 KB chunk (malloc and free) per request. Larger headers grow
+  // into heap chunks as before.
   char value_buffer[8192];
-  char parse_buffer[2048];
+  char parse_buffer[4096];
   Allocator value_allocator(value_buffer, sizeof(value_buffer));
   Allocator parse_allocator(parse_buffer, sizeof(parse_buffer));
-  Document doc(&value_allocator, sizeof(parse_buffer), &parse_allocator);
+  Document doc(&value_allocator, /*stackCapacity=*/1024, &parse_allocator);
   {
     // Terminate the JSON part in place for the in-situ parser, then put the byte back:
     // it is the first byte of the binary section.
