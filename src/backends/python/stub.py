@@ -274,16 +274,34 @@ class OutputPool:
         return dropped
 
 
+class ArenaMap:
+    """An input arena as mapped here: outputs found inside it go back by reference."""
+    __slots__ = ("id", "mm", "base", "size")
+
+    def __init__(self, aid, fd, size):
+        self.id = aid
+        self.size = size
+        self.mm = mmap.mmap(fd, size)
+        probe = np.frombuffer(self.mm, dtype=np.uint8)
+        self.base = probe.__array_interface__["data"][0]
+        del probe  # an exported buffer would keep mm.close() from working
+
+
 class Encoder:
     """Lays tensors of several responses out in one buffer: the frame tail when small,
     else a shared memory segment the server maps (the only copy of an output on its way
-    out). With a pool, the segment is a reused one; without (BLS), a new memfd."""
+    out). With a pool, the segment is a reused one; without (BLS), a new memfd. With the
+    batch's arena, an output viewing the inputs (the model returned input.as_numpy() or a
+    slice of it) is described by its place in the arena instead: no copy at all. Small
+    batches still travel inline: the arena would then stay held while the responses are
+    written out, for a copy that costs less than that."""
 
-    def __init__(self, inline_max, pool=None):
+    def __init__(self, inline_max, pool=None, arena=None):
         self.inline_max = inline_max
         self.pool = pool
-        self.items = []  # (desc, offset, uint8 array)
-        self.total = 0
+        self.arena = arena
+        self.items = []  # (desc, uint8 array, offset in the arena or -1)
+        self.total = 0  # bytes if every tensor were laid out (an upper bound)
         self.segment = None
 
     def add(self, tensor):
@@ -298,41 +316,66 @@ class Encoder:
             if arr.dtype.byteorder == ">":  # the wire is little-endian
                 arr = arr.astype(arr.dtype.newbyteorder("<"))
             raw = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
-        off = _align(self.total)
+        where = -1
+        arena = self.arena
+        if arena is not None and raw.size:
+            addr = raw.__array_interface__["data"][0] - arena.base
+            if 0 <= addr and addr + raw.size <= arena.size:
+                where = addr
         desc = {"n": tensor.name(), "t": wire, "s": list(arr.shape), "l": None}
-        self.items.append((desc, off, raw))
-        self.total = off + raw.size
+        self.items.append((desc, raw, where))
+        self.total = _align(self.total) + raw.size
         return desc
 
     def finish(self):
         """-> (tail, fds, message fields); fills in every desc's location."""
-        if self.total <= self.inline_max:
-            tail = bytearray(self.total)
-            dst = np.frombuffer(tail, dtype=np.uint8) if self.total else None
-            for desc, off, raw in self.items:
+        items = self.items
+        if self.total > self.inline_max and self.arena is not None:
+            aid = self.arena.id
+            rest = []
+            total = 0
+            for item in items:
+                desc, raw, where = item
+                if where >= 0:
+                    desc["l"] = ["a", aid, where, int(raw.size)]
+                else:
+                    rest.append(item)
+                    total = _align(total) + raw.size
+            items, self.total = rest, total
+        layout = []
+        total = 0
+        for desc, raw, _ in items:
+            off = _align(total)
+            layout.append((desc, off, raw))
+            total = off + raw.size
+        if total <= self.inline_max:
+            tail = bytearray(total)
+            dst = np.frombuffer(tail, dtype=np.uint8) if total else None
+            for desc, off, raw in layout:
                 if raw.size:
                     dst[off:off + raw.size] = raw
                 desc["l"] = ["i", off, int(raw.size)]
             return tail, [], {}
         if self.pool is None:
             fd = os.memfd_create("flowserve-py-out", os.MFD_CLOEXEC)
-            os.ftruncate(fd, self.total)
-            with mmap.mmap(fd, self.total) as mm:
-                self._copy(mm, lambda desc, off, n: ["f", 0, off, n])
+            os.ftruncate(fd, total)
+            with mmap.mmap(fd, total) as mm:
+                self._copy(mm, layout, lambda off, n: ["f", 0, off, n])
             return None, [fd], {}
-        seg = self.segment = self.pool.acquire(self.total)
-        self._copy(seg.mm, lambda desc, off, n: ["s", seg.id, off, n])
+        seg = self.segment = self.pool.acquire(total)
+        self._copy(seg.mm, layout, lambda off, n: ["s", seg.id, off, n])
         if seg.fd is None:
             return None, [], {}
         fd, seg.fd = seg.fd, None  # the server keeps it mapped from now on
         return None, [fd], {"new": [[seg.id, 0]]}
 
-    def _copy(self, buf, location):
+    @staticmethod
+    def _copy(buf, layout, location):
         dst = np.frombuffer(buf, dtype=np.uint8)
-        for desc, off, raw in self.items:
+        for desc, off, raw in layout:
             if raw.size:
                 dst[off:off + raw.size] = raw
-            desc["l"] = location(desc, off, int(raw.size))
+            desc["l"] = location(off, int(raw.size))
         del dst
 
 
@@ -558,7 +601,7 @@ class Stub:
     def __init__(self, fd):
         self.ch = Channel(fd)
         self.model = None
-        self.arena = None
+        self.arenas = {}  # id -> ArenaMap
         self.loop = None
         self.async_execute = False
         self.ipc = None
@@ -637,17 +680,22 @@ class Stub:
         spin = self.ch.spin
         spin.budget = msg.get("sp", 0) * 1e-6
         spin.lone = "lo" in msg
+        if "adrop" in msg:
+            for aid in msg["adrop"]:
+                # Unmapped once no array views it (a model may have kept one).
+                self.arenas.pop(aid, None)
         if "arena" in msg:
-            idx, size = msg["arena"]
-            self.arena = mmap.mmap(fds[idx], size)
+            idx, size, aid = msg["arena"]
+            self.arenas[aid] = ArenaMap(aid, fds[idx], size)
             os.close(fds[idx])
+        arena = self.arenas[msg["ai"]]
         if "free" in msg:
             self.pool.release(msg["free"])
         enc = None
         try:
             requests = []
             for r in msg["r"]:
-                inputs = _decode_tensors(r["i"], None, None, self.arena)
+                inputs = _decode_tensors(r["i"], None, None, arena.mm)
                 request = pb_utils.InferenceRequest(
                     model_name=msg.get("m", ""), requested_output_names=r["o"], inputs=inputs,
                     request_id=r.get("id", ""), correlation_id=r.get("c", 0), flags=r.get("f", 0),
@@ -675,7 +723,7 @@ class Stub:
                 raise pb_utils.TritonModelException(
                     f"execute() must return a list of {len(requests)} InferenceResponse "
                     f"(one per request), got {got}")
-            enc = Encoder(self.ipc.inline_max, self.pool)
+            enc = Encoder(self.ipc.inline_max, self.pool, arena)
             out = []
             for resp in responses:
                 if not isinstance(resp, pb_utils.InferenceResponse):
