@@ -906,6 +906,45 @@ class TritonPythonModel:
             assert "flowserve-py-out" not in maps, "an output viewing an input was copied"
 
 
+def test_output_layouts_round_trip(tmp_path):
+    # Whatever memory layout execute() returns (big-endian, transposed, a strided view,
+    # several dtypes and BYTES in one response) reaches the client as little-endian C
+    # order, inline (small) and through a segment (large) alike.
+    python_model(tmp_path, "pylayout", """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            x = pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy()  # [n, 4] FP32
+            out.append(pb_utils.InferenceResponse([
+                pb_utils.Tensor("BE", x.astype(">f4")),
+                pb_utils.Tensor("TR", np.asfortranarray(x).T),
+                pb_utils.Tensor("ST", x[::2, ::-1]),
+                pb_utils.Tensor("HALF", x.astype(np.float16)),
+                pb_utils.Tensor("FLAG", x > 0.5),
+                pb_utils.Tensor("TXT", np.array([b"a", b"bc" * 3], dtype=np.object_)),
+            ]))
+        return out
+""", cfg("pylayout", [io("INPUT0", "TYPE_FP32", [-1, 4])],
+         [io("BE", "TYPE_FP32", [-1, 4]), io("TR", "TYPE_FP32", [4, -1]),
+          io("ST", "TYPE_FP32", [-1, 4]), io("HALF", "TYPE_FP16", [-1, 4]),
+          io("FLAG", "TYPE_BOOL", [-1, 4]), io("TXT", "TYPE_STRING", [2])]))
+    with Server(tmp_path, wait="ready") as s:
+        for rows in (1, 3, 2000, 9000):
+            x = np.random.default_rng(rows).random((rows, 4), dtype=np.float32)
+            r = ok(infer(s, "pylayout", {"INPUT0": (x, "FP32")}))
+            np.testing.assert_array_equal(r["BE"], x)
+            np.testing.assert_array_equal(r["TR"], x.T)
+            np.testing.assert_array_equal(r["ST"], x[::2, ::-1])
+            np.testing.assert_array_equal(r["HALF"], x.astype(np.float16))
+            np.testing.assert_array_equal(r["FLAG"], x > 0.5)
+            assert r["TXT"] == [b"a", b"bcbcbc"]
+
+
 def test_no_leaks_over_requests_and_reloads(tmp_path):
     python_model(tmp_path, "pyid", IDENT,
                  cfg("pyid", [io("INPUT0", "TYPE_FP32", [-1])], [io("OUTPUT0", "TYPE_FP32", [-1])]))
