@@ -13,6 +13,7 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -253,10 +254,36 @@ struct Lease {
   }
 };
 
-// The pooled segments one message may point into.
+// An input arena: a segment both processes map, which the server copies a batch's inputs
+// into. Outputs that view the inputs point into it too (no copy), so it is only written
+// again once no response holds it; meanwhile batches go to another arena.
+struct Arena {
+  Arena(int64_t i, std::shared_ptr<Mapping> m) : id(i), map(std::move(m)) {}
+  const int64_t id;
+  const std::shared_ptr<Mapping> map;
+  std::atomic<int> holds{0};  // responses pointing into it (their ArenaHold)
+  bool Idle() const { return holds.load(std::memory_order_acquire) == 0; }
+};
+
+// The responses of one reply that point into its batch's arena share one hold. Built in
+// place only, like Lease: a copy would release the arena twice.
+struct ArenaHold {
+  explicit ArenaHold(std::shared_ptr<Arena> a) : arena(std::move(a)) {
+    arena->holds.fetch_add(1, std::memory_order_relaxed);
+  }
+  ArenaHold(const ArenaHold&) = delete;
+  ArenaHold& operator=(const ArenaHold&) = delete;
+  // release: the responses' last reads of the arena happen before the server rewrites it.
+  ~ArenaHold() { arena->holds.fetch_sub(1, std::memory_order_release); }
+  std::shared_ptr<Arena> arena;
+};
+
+// The pooled segments, and the batch's arena, one message may point into.
 struct SegmentRefs {
   std::shared_ptr<SegmentCache> cache;
   std::map<int64_t, std::shared_ptr<Lease>> leases;
+  std::shared_ptr<Arena> arena;  // null: no arena references allowed (decoupled, BLS)
+  std::shared_ptr<ArenaHold> arena_hold;
 };
 
 // A tensor description {"n","t","s","l"} from the stub, pointing into the frame's tail, a
@@ -311,6 +338,18 @@ Result<Tensor> DecodeTensor(const rapidjson::Value& d, const Frame& frame,
     base = lease->map->data();
     limit = lease->map->size();
     t.owner = std::shared_ptr<const void>(lease, base);
+  } else if (kind == "a" && loc.Size() == 4 && loc[1].IsInt64() && loc[2].IsUint64() &&
+             loc[3].IsUint64()) {
+    // An output viewing the batch's own inputs; any other arena may be rewritten already.
+    if (segments == nullptr || !segments->arena || loc[1].GetInt64() != segments->arena->id)
+      return Internal("tensor '" + t.name + "' points into an arena that is not its batch's");
+    auto& hold = segments->arena_hold;
+    if (!hold) hold = std::make_shared<ArenaHold>(segments->arena);
+    off = loc[2].GetUint64();
+    size = loc[3].GetUint64();
+    base = hold->arena->map->data();
+    limit = hold->arena->map->size();
+    t.owner = std::shared_ptr<const void>(hold, base);
   } else {
     return Internal("tensor '" + t.name + "': bad location");
   }
@@ -740,14 +779,11 @@ class PythonInstance : public BackendInstance {
       for (const auto& t : r->inputs) need = AlignUp(need) + t.byte_size;
     int new_arena_fd = -1;
     UniqueFd arena_fd_guard;
-    if (!arena_ || arena_->size() < need) {
-      size_t size = std::max(info.options.shm_default, AlignUp(need, info.options.shm_growth));
-      if (arena_) size = std::max(size, arena_->size() + info.options.shm_growth);
-      auto created = CreateSegment(size, &new_arena_fd);
-      if (!created.ok()) return created.status();
-      arena_fd_guard = UniqueFd(new_arena_fd);
-      arena_ = created.value();
-    }
+    std::vector<int64_t> dropped_arenas;
+    auto arena = PickArena(need, &new_arena_fd, &dropped_arenas);
+    if (!arena.ok()) return arena.status();
+    arena_fd_guard = UniqueFd(new_arena_fd);
+    char* const arena_data = arena.value()->map->data();
     std::vector<int64_t> freed;
     {
       std::lock_guard<std::mutex> lock(segments_->mu);
@@ -762,9 +798,18 @@ class PythonInstance : public BackendInstance {
         w.Key("arena");
         w.StartArray();
         w.Uint(0);
-        w.Uint64(arena_->size());
+        w.Uint64(arena.value()->map->size());
+        w.Int64(arena.value()->id);
         w.EndArray();
       }
+      if (!dropped_arenas.empty()) {
+        w.Key("adrop");
+        w.StartArray();
+        for (int64_t id : dropped_arenas) w.Int64(id);
+        w.EndArray();
+      }
+      w.Key("ai");
+      w.Int64(arena.value()->id);
       if (!freed.empty()) {
         w.Key("free");
         w.StartArray();
@@ -829,7 +874,7 @@ class PythonInstance : public BackendInstance {
         w.StartArray();
         for (const auto& t : r->inputs) {
           off = AlignUp(off);
-          if (t.byte_size) std::memcpy(arena_->data() + off, t.data, t.byte_size);
+          if (t.byte_size) std::memcpy(arena_data + off, t.data, t.byte_size);
           w.StartObject();
           WriteTensorHead(w, t);
           w.Key("l");
@@ -872,11 +917,46 @@ class PythonInstance : public BackendInstance {
     if (!msg.HasMember("r") || !msg["r"].IsArray() || msg["r"].Size() != requests.size())
       return Internal("malformed execute reply from the Python process");
     const auto& items = msg["r"].GetArray();
-    SegmentRefs refs{segments_, {}};
+    SegmentRefs refs{segments_, {}, arena.value(), nullptr};
     for (size_t i = 0; i < requests.size(); ++i) {
       FillResponse(*requests[i], *responses[i], items[i], frame, maps.value(), refs);
     }
     return Status::Ok();
+  }
+
+  // The arena the next batch's inputs (`need` bytes) go into: the smallest idle one that
+  // fits, else a new one (its descriptor in *new_fd, for the process to map). An arena
+  // outgrown by a new one is dropped once idle, as are idle ones beyond kIdleArenas; the
+  // process is told (*dropped). Arenas never shrink: a fresh one pays its page faults.
+  Result<std::shared_ptr<Arena>> PickArena(size_t need, int* new_fd,
+                                           std::vector<int64_t>* dropped) {
+    constexpr size_t kIdleArenas = 2;
+    const Options& o = info_->options;
+    std::shared_ptr<Arena> best;
+    size_t largest = 0;
+    for (const auto& a : arenas_) {
+      largest = std::max(largest, a->map->size());
+      if (a->map->size() >= need && a->Idle() && (!best || a->map->size() < best->map->size()))
+        best = a;
+    }
+    if (best) return best;
+    size_t size = std::max(o.shm_default, AlignUp(need, o.shm_growth));
+    const bool grow = largest > 0 && largest < need;
+    if (grow) size = std::max(size, largest + o.shm_growth);
+    auto created = CreateSegment(size, new_fd);
+    if (!created.ok()) return created.status();
+    best = std::make_shared<Arena>(next_arena_id_++, created.value());
+    size_t idle = 0;
+    for (auto it = arenas_.rbegin(); it != arenas_.rend(); ++it) {
+      if (!(*it)->Idle()) continue;
+      if ((grow && (*it)->map->size() < size) || ++idle > kIdleArenas) {
+        dropped->push_back((*it)->id);
+        *it = nullptr;
+      }
+    }
+    std::erase(arenas_, nullptr);
+    arenas_.push_back(best);
+    return best;
   }
 
   // Decoupled: waits for execute() to return. Its responses went (or will go) through
@@ -980,7 +1060,7 @@ class PythonInstance : public BackendInstance {
         resp->status = Internal(maps.status().message());
       } else {
         static const InferenceRequest kAllOutputs;  // the sender selects the requested ones
-        SegmentRefs refs{segments_, {}};
+        SegmentRefs refs{segments_, {}, nullptr, nullptr};
         FillResponse(kAllOutputs, *resp, msg, frame, maps.value(), refs);
       }
     }
@@ -1162,7 +1242,7 @@ class PythonInstance : public BackendInstance {
       pid_t pid = proc_->pid();
       std::string how = proc_->WaitAndDescribe(/*reap=*/true);
       proc_.reset();
-      arena_.reset();  // the new process maps a new arena
+      arenas_.clear();  // the new process maps new arenas
       proc_dead_ = true;
       auto now = Clock::now();
       deaths.push_back(now);
@@ -1230,7 +1310,8 @@ class PythonInstance : public BackendInstance {
   bool stopping_ = false;
   std::string failed_;  // non-empty: not restarted any more, every request fails with it
   int restarts_ = 0;
-  std::shared_ptr<Mapping> arena_;
+  std::vector<std::shared_ptr<Arena>> arenas_;  // under mu_; the process maps each
+  int64_t next_arena_id_ = 1;                   // under mu_
   std::shared_ptr<SegmentCache> segments_;
 
   // Decoupled models only.

@@ -35,6 +35,13 @@ import triton_python_backend_utils as pb_utils
 _HDR = struct.Struct("<II")
 _ALIGN = 64
 _MAX_FDS = 64
+_MAX_IOV = 512  # buffers per sendmsg (the kernel takes up to 1024)
+_PADS = [bytes(n) for n in range(_ALIGN)]
+
+
+def _bytes_of(buf):
+    """Any buffer's bytes in order (a numpy array of any shape and dtype too)."""
+    return memoryview(buf).cast("B")
 
 
 # One encoder and decoder for every frame: json.dumps(..., separators=...) builds a new
@@ -119,19 +126,19 @@ class Channel:
         self.send_lock = threading.Lock()
         self.spin = Spin(self.sock)
 
-    def send(self, msg, tail=None, fds=()):
+    def send(self, msg, tail=(), fds=(), tail_len=0):
+        """`tail`: buffers (numpy arrays too) sent as they are, `tail_len` bytes in all."""
         js = _encode(msg).encode()
-        tail_len = len(tail) if tail is not None else 0
-        bufs = [_HDR.pack(len(js) + tail_len, len(js)), js]
-        if tail_len:
-            bufs.append(tail)
+        bufs = [_HDR.pack(len(js) + tail_len, len(js)), js, *tail]
         anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
-        total = sum(len(b) for b in bufs)
+        total = _HDR.size + len(js) + tail_len
+        if len(bufs) > _MAX_IOV:
+            bufs = [b"".join(_bytes_of(b) for b in bufs)]
         with self.send_lock:
             sent = self.sock.sendmsg(bufs, anc)
             if sent < total:
                 # The rest goes without the fds: they belong to the frame's first bytes.
-                rest = b"".join(bytes(b) for b in bufs)[sent:]
+                rest = b"".join(_bytes_of(b) for b in bufs)[sent:]
                 self.sock.sendall(rest)
 
     def recv(self, spin=False):
@@ -208,6 +215,22 @@ def _tensor(name, arr, wire):
 _new_tensor = object.__new__
 
 
+def _request(model_name, r, inputs):
+    """A pb_utils.InferenceRequest of an execute message, without the constructor's
+    conversions: the server sent every field in its final form."""
+    req = _new_tensor(pb_utils.InferenceRequest)
+    req._model_name = model_name
+    req._model_version = -1
+    req._outputs = r["o"]
+    req._inputs = inputs
+    req._request_id = r.get("id", "")
+    req._correlation_id = r.get("c", 0)
+    req._flags = r.get("f", 0)
+    req._timeout = 0
+    req._parameters = r.get("p", "{}")
+    return req
+
+
 def _map_fds(fds):
     maps = []
     for fd in fds:
@@ -274,65 +297,128 @@ class OutputPool:
         return dropped
 
 
-class Encoder:
-    """Lays tensors of several responses out in one buffer: the frame tail when small,
-    else a shared memory segment the server maps (the only copy of an output on its way
-    out). With a pool, the segment is a reused one; without (BLS), a new memfd."""
+class ArenaMap:
+    """An input arena as mapped here: outputs found inside it go back by reference."""
+    __slots__ = ("id", "mm", "base", "size")
 
-    def __init__(self, inline_max, pool=None):
+    def __init__(self, aid, fd, size):
+        self.id = aid
+        self.size = size
+        self.mm = mmap.mmap(fd, size)
+        probe = np.frombuffer(self.mm, dtype=np.uint8)
+        self.base = probe.__array_interface__["data"][0]
+        del probe  # an exported buffer would keep mm.close() from working
+
+
+class Encoder:
+    """Lays tensors of several responses out in one buffer: the frame tail when small
+    (sent straight from the arrays, no copy here), else a shared memory segment the server
+    maps (the only copy of an output on its way out). With a pool, the segment is a reused
+    one; without (BLS), a new memfd. With the batch's arena, an output viewing the inputs
+    (the model returned input.as_numpy() or a slice of it) is described by its place in
+    the arena instead: no copy at all. Small batches still travel inline: the arena would
+    then stay held while the responses are written out, to save a copy cheaper than
+    that."""
+
+    def __init__(self, inline_max, pool=None, arena=None):
         self.inline_max = inline_max
         self.pool = pool
-        self.items = []  # (desc, offset, uint8 array)
-        self.total = 0
+        self.arena = arena
+        self.items = []  # (desc, buffer: a C-contiguous little-endian array or bytes, bytes)
+        self.total = 0  # bytes if every tensor were laid out one after another
+        self.tail_len = 0
         self.segment = None
 
     def add(self, tensor):
         if not isinstance(tensor, pb_utils.Tensor):
             raise pb_utils.TritonModelException(
                 f"output_tensors must hold pb_utils.Tensor objects, got {type(tensor).__name__}")
-        arr = tensor.as_numpy()
+        arr = tensor._data
         wire = tensor._wire
+        shape = list(arr.shape)
         if wire == "BYTES":
-            raw = np.frombuffer(pb_utils.serialize_byte_tensor(arr), dtype=np.uint8)
+            raw = pb_utils.serialize_byte_tensor(arr)
+            n = len(raw)
         else:
-            if arr.dtype.byteorder == ">":  # the wire is little-endian
-                arr = arr.astype(arr.dtype.newbyteorder("<"))
-            raw = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
-        off = _align(self.total)
-        desc = {"n": tensor.name(), "t": wire, "s": list(arr.shape), "l": None}
-        self.items.append((desc, off, raw))
-        self.total = off + raw.size
+            dt = arr.dtype
+            if dt.hasobject:
+                raise pb_utils.TritonModelException(
+                    f"output '{tensor._name}': an object array is not a {wire} tensor")
+            if dt.byteorder == ">":  # the wire is little-endian
+                arr = arr.astype(dt.newbyteorder("<"))
+            if not arr.flags.c_contiguous:
+                arr = np.ascontiguousarray(arr)
+            raw = arr
+            n = arr.nbytes
+        desc = {"n": tensor._name, "t": wire, "s": shape, "l": None}
+        self.items.append((desc, raw, n))
+        self.total = (self.total + _ALIGN - 1) // _ALIGN * _ALIGN + n
         return desc
 
     def finish(self):
-        """-> (tail, fds, message fields); fills in every desc's location."""
+        """-> (tail buffers, fds, message fields); fills in every desc's location and
+        tail_len."""
+        items = self.items
         if self.total <= self.inline_max:
-            tail = bytearray(self.total)
-            dst = np.frombuffer(tail, dtype=np.uint8) if self.total else None
-            for desc, off, raw in self.items:
-                if raw.size:
-                    dst[off:off + raw.size] = raw
-                desc["l"] = ["i", off, int(raw.size)]
-            return tail, [], {}
+            return self._inline(items), [], {}
+        if self.arena is not None:
+            items = self._refer_to_arena(items)
+        total = 0
+        for _desc, _raw, n in items:
+            total = _align(total) + n
+        if total <= self.inline_max:
+            return self._inline(items), [], {}
         if self.pool is None:
             fd = os.memfd_create("flowserve-py-out", os.MFD_CLOEXEC)
-            os.ftruncate(fd, self.total)
-            with mmap.mmap(fd, self.total) as mm:
-                self._copy(mm, lambda desc, off, n: ["f", 0, off, n])
-            return None, [fd], {}
-        seg = self.segment = self.pool.acquire(self.total)
-        self._copy(seg.mm, lambda desc, off, n: ["s", seg.id, off, n])
+            os.ftruncate(fd, total)
+            with mmap.mmap(fd, total) as mm:
+                self._copy(mm, items, lambda off, n: ["f", 0, off, n])
+            return [], [fd], {}
+        seg = self.segment = self.pool.acquire(total)
+        self._copy(seg.mm, items, lambda off, n: ["s", seg.id, off, n])
         if seg.fd is None:
-            return None, [], {}
+            return [], [], {}
         fd, seg.fd = seg.fd, None  # the server keeps it mapped from now on
-        return None, [fd], {"new": [[seg.id, 0]]}
+        return [], [fd], {"new": [[seg.id, 0]]}
 
-    def _copy(self, buf, location):
+    def _inline(self, items):
+        tail = []
+        pos = 0
+        for desc, raw, n in items:
+            off = (pos + _ALIGN - 1) // _ALIGN * _ALIGN
+            if off > pos:
+                tail.append(_PADS[off - pos])
+            if n:
+                tail.append(raw)
+            desc["l"] = ["i", off, n]
+            pos = off + n
+        self.tail_len = pos
+        return tail
+
+    def _refer_to_arena(self, items):
+        """Locates the outputs lying inside the arena; -> the other items."""
+        arena = self.arena
+        rest = []
+        for item in items:
+            desc, raw, n = item
+            if n and not isinstance(raw, bytes):
+                off = raw.__array_interface__["data"][0] - arena.base
+                if 0 <= off and off + n <= arena.size:
+                    desc["l"] = ["a", arena.id, off, n]
+                    continue
+            rest.append(item)
+        return rest
+
+    @staticmethod
+    def _copy(buf, items, location):
         dst = np.frombuffer(buf, dtype=np.uint8)
-        for desc, off, raw in self.items:
-            if raw.size:
-                dst[off:off + raw.size] = raw
-            desc["l"] = location(desc, off, int(raw.size))
+        off = 0
+        for desc, raw, n in items:
+            off = _align(off)
+            if n:
+                dst[off:off + n] = np.frombuffer(raw, dtype=np.uint8)
+            desc["l"] = location(off, n)
+            off += n
         del dst
 
 
@@ -382,7 +468,7 @@ class Ipc:
     def send_response(self, token, response, final):
         """A decoupled model's response (None: the final flag alone)."""
         msg = {"op": "response", "q": token, "final": bool(final)}
-        tail, fds = None, []
+        tail, fds, tail_len = (), [], 0
         if response is None:
             msg["null"] = True
         elif response.has_error():
@@ -392,10 +478,11 @@ class Ipc:
             enc = Encoder(self.inline_max)
             msg["o"] = [enc.add(t) for t in response.output_tensors()]
             tail, fds, _ = enc.finish()
+            tail_len = enc.tail_len
             if response.parameters() not in ("{}", ""):
                 msg["p"] = response.parameters()
         try:
-            self.ch.send(msg, tail, fds)
+            self.ch.send(msg, tail, fds, tail_len)
         finally:
             for fd in fds:
                 os.close(fd)
@@ -432,7 +519,7 @@ class Ipc:
         if decoupled:
             msg["d"] = True
         try:
-            self.ch.send(msg, tail, fds)
+            self.ch.send(msg, tail, fds, enc.tail_len)
         finally:
             for fd in fds:
                 os.close(fd)
@@ -558,7 +645,7 @@ class Stub:
     def __init__(self, fd):
         self.ch = Channel(fd)
         self.model = None
-        self.arena = None
+        self.arenas = {}  # id -> ArenaMap
         self.loop = None
         self.async_execute = False
         self.ipc = None
@@ -637,21 +724,24 @@ class Stub:
         spin = self.ch.spin
         spin.budget = msg.get("sp", 0) * 1e-6
         spin.lone = "lo" in msg
+        if "adrop" in msg:
+            for aid in msg["adrop"]:
+                # Unmapped once no array views it (a model may have kept one).
+                self.arenas.pop(aid, None)
         if "arena" in msg:
-            idx, size = msg["arena"]
-            self.arena = mmap.mmap(fds[idx], size)
+            idx, size, aid = msg["arena"]
+            self.arenas[aid] = ArenaMap(aid, fds[idx], size)
             os.close(fds[idx])
+        arena = self.arenas[msg["ai"]]
         if "free" in msg:
             self.pool.release(msg["free"])
         enc = None
         try:
             requests = []
+            model_name = msg.get("m", "")
             for r in msg["r"]:
-                inputs = _decode_tensors(r["i"], None, None, self.arena)
-                request = pb_utils.InferenceRequest(
-                    model_name=msg.get("m", ""), requested_output_names=r["o"], inputs=inputs,
-                    request_id=r.get("id", ""), correlation_id=r.get("c", 0), flags=r.get("f", 0),
-                    parameters=r.get("p", "{}"))
+                inputs = _decode_tensors(r["i"], None, None, arena.mm)
+                request = _request(model_name, r, inputs)
                 if self.decoupled:
                     # Threads of model.py may read the inputs after execute() returned,
                     # when the arena already holds the next batch: they get their own copy.
@@ -675,19 +765,23 @@ class Stub:
                 raise pb_utils.TritonModelException(
                     f"execute() must return a list of {len(requests)} InferenceResponse "
                     f"(one per request), got {got}")
-            enc = Encoder(self.ipc.inline_max, self.pool)
+            enc = Encoder(self.ipc.inline_max, self.pool, arena)
+            add = enc.add
             out = []
+            response_type = pb_utils.InferenceResponse
             for resp in responses:
-                if not isinstance(resp, pb_utils.InferenceResponse):
+                if not isinstance(resp, response_type):
                     raise pb_utils.TritonModelException(
                         "execute() must return InferenceResponse objects, got "
                         f"{type(resp).__name__}")
-                if resp.has_error():
-                    out.append({"e": resp.error().message(), "c": resp.error().code()})
+                error = resp._error
+                if error is not None:
+                    out.append({"e": error.message(), "c": error.code()})
                     continue
-                item = {"o": [enc.add(t) for t in resp.output_tensors()]}
-                if resp.parameters() not in ("{}", ""):
-                    item["p"] = resp.parameters()
+                item = {"o": [add(t) for t in resp._outputs]}
+                params = resp._parameters
+                if params != "{}" and params != "":
+                    item["p"] = params
                 out.append(item)
             tail, out_fds, extra = enc.finish()
         except BaseException as e:  # noqa: BLE001 - answers the batch, the model keeps serving
@@ -699,12 +793,11 @@ class Stub:
                 reply["drop"] = dropped
             self.ch.send(reply)
             return
-        reply = {"op": "done", "r": out, **extra}
-        dropped = self.pool.take_dropped()
-        if dropped:
-            reply["drop"] = dropped
+        reply = {"op": "done", "r": out, **extra} if extra else {"op": "done", "r": out}
+        if self.pool.dropped:
+            reply["drop"] = self.pool.take_dropped()
         try:
-            self.ch.send(reply, tail, out_fds)
+            self.ch.send(reply, tail, out_fds, enc.tail_len)
         finally:
             for fd in out_fds:
                 os.close(fd)
