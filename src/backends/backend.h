@@ -59,6 +59,10 @@ class BackendInstance {
   // with several, that thread would sleep while its other connections wait, and every
   // request would go to the process alone instead of in a batch.
   virtual bool WaitsOnAnotherProcess() const { return false; }
+  // True when Execute may run on several threads at once (it changes no state of the
+  // instance). A cheap model's requests then run on their callers' threads even while
+  // the instance is executing, so that callers never wait for one another.
+  virtual bool ConcurrentExecute() const { return false; }
 };
 
 class BackendModel {
