@@ -51,7 +51,7 @@ class BackendInstance {
   // Executes `requests` (already validated against the config, same model version) as
   // one batch. Must set responses[i] (outputs or an error status) for every i; the core
   // has already filled the response's model name, version and id. Called from one
-  // thread at a time per instance.
+  // thread at a time per instance, unless ConcurrentExecute() says it may be more.
   virtual void Execute(std::span<InferenceRequest* const> requests,
                        std::span<InferenceResponse* const> responses) = 0;
   // True when Execute mostly waits for another process (the Python backend's stub).
@@ -59,6 +59,10 @@ class BackendInstance {
   // with several, that thread would sleep while its other connections wait, and every
   // request would go to the process alone instead of in a batch.
   virtual bool WaitsOnAnotherProcess() const { return false; }
+  // True when Execute may run on several threads at once (it changes no state of the
+  // instance). A cheap model's requests then run on their callers' threads even while
+  // the instance is executing, so that callers never wait for one another.
+  virtual bool ConcurrentExecute() const { return false; }
 };
 
 class BackendModel {

@@ -117,6 +117,10 @@ Scheduler::Scheduler(ModelVersion* model, BatchingPolicy policy,
   inline_lone_only_ = std::any_of(
       instances_.begin(), instances_.end(),
       [](const std::unique_ptr<BackendInstance>& i) { return i->WaitsOnAnotherProcess(); });
+  inline_shared_ =
+      !instances_.empty() &&
+      std::all_of(instances_.begin(), instances_.end(),
+                  [](const std::unique_ptr<BackendInstance>& i) { return i->ConcurrentExecute(); });
   workers_.reserve(instances_.size());
   for (size_t i = 0; i < instances_.size(); ++i) {
     workers_.emplace_back([this, i] { WorkerLoop(i); });
@@ -198,6 +202,7 @@ Status Scheduler::Enqueue(std::unique_ptr<InferenceRequest>& request) {
   const bool try_inline = request->may_run_inline && inline_allowed_ && MeasuredCheap() &&
                           (!inline_lone_only_ || LoneClient());
   int inline_index = -1;
+  bool inline_shared = false;
   uint64_t inline_seq = 0;
   bool may_wait = try_inline;  // once, for an instance busy with a cheap execution
   for (;;) {
@@ -210,7 +215,7 @@ Status Scheduler::Enqueue(std::unique_ptr<InferenceRequest>& request) {
       }
       // Checked under mu_: CancelAllQueued empties this queue under it after setting the flag.
       if (Registry().exiting.load()) return Unavailable(kExiting);
-      if (try_inline && (inline_index = ClaimForInline()) >= 0) {
+      if (try_inline && (inline_index = ClaimForInline(&inline_shared)) >= 0) {
         inline_seq = next_seq_++;
       } else if (may_wait && queued_ == 0) {
         wait = true;  // every instance is busy, nothing waits ahead of us
@@ -230,7 +235,7 @@ Status Scheduler::Enqueue(std::unique_ptr<InferenceRequest>& request) {
     WaitForIdleInstance();
   }
   if (inline_index >= 0) {
-    ExecuteInline(static_cast<size_t>(inline_index), std::move(request), inline_seq);
+    ExecuteInline(static_cast<size_t>(inline_index), std::move(request), inline_seq, inline_shared);
     return Status::Ok();
   }
   if (request) {  // the queue was full
@@ -312,7 +317,8 @@ void Scheduler::WaitForIdleInstance() const {
   }
 }
 
-int Scheduler::ClaimForInline() {
+int Scheduler::ClaimForInline(bool* shared) {
+  *shared = false;
   // Never ahead of a queued request (priorities, timeouts and order are the queue's).
   if (queued_ > 0) return -1;
   for (size_t i = 0; i < instances_.size(); ++i) {
@@ -322,14 +328,21 @@ int Scheduler::ClaimForInline() {
       return static_cast<int>(i);
     }
   }
-  return -1;
+  if (!inline_shared_) return -1;
+  // All busy, but they may execute concurrently: waiting for one would only matter if its
+  // holder were descheduled, and then (on a small machine, with I/O threads, the client and
+  // instance threads competing for cores) the wait, or the hand-off to an instance thread
+  // that must be woken, costs milliseconds. Nothing is queued, so no order is broken.
+  *shared = true;
+  ++inline_running_;
+  return 0;
 }
 
-void Scheduler::ExecuteInline(size_t index, std::unique_ptr<InferenceRequest> request,
-                              uint64_t seq) {
+void Scheduler::ExecuteInline(size_t index, std::unique_ptr<InferenceRequest> request, uint64_t seq,
+                              bool shared) {
   Batch batch;
   batch.push_back(std::move(request));
-  Execute(index, batch, NowNs(), seq);
+  Execute(index, batch, NowNs(), seq, shared);
   {
     std::lock_guard<std::mutex> lock(mu_);
     --inline_running_;
@@ -529,7 +542,8 @@ void Scheduler::Reject(std::unique_ptr<InferenceRequest> request, const Status& 
   cb(std::move(resp));
 }
 
-void Scheduler::Execute(size_t index, Batch& batch, uint64_t dequeue_ns, uint64_t seq) {
+void Scheduler::Execute(size_t index, Batch& batch, uint64_t dequeue_ns, uint64_t seq,
+                        bool shared) {
   BackendInstance* instance = instances_[index].get();
   const size_t n = batch.size();
   std::vector<InferenceRequest*> reqs;
@@ -591,7 +605,7 @@ void Scheduler::Execute(size_t index, Batch& batch, uint64_t dequeue_ns, uint64_
   }
   // Free before the callbacks run: a caller answered by them may send its next request at
   // once, and should find the instance idle.
-  busy_[index].store(false, std::memory_order_release);
+  if (!shared) busy_[index].store(false, std::memory_order_release);
   Deliver(seq, std::move(deliveries));
 }
 

@@ -86,11 +86,14 @@ class Scheduler {
   };
 
   void WorkerLoop(size_t index);
-  // Under mu_: claims an idle instance for the caller's thread; its index, or -1.
-  int ClaimForInline();
+  // Under mu_: claims an idle instance for the caller's thread; its index, or -1. With
+  // instances that execute concurrently, a busy one is shared (`*shared` set): it is not
+  // marked busy and stays free for its own worker.
+  int ClaimForInline(bool* shared);
   // Polls, briefly (the model's measured execution time), for an instance to free up.
   void WaitForIdleInstance() const;
-  void ExecuteInline(size_t index, std::unique_ptr<InferenceRequest> request, uint64_t seq);
+  void ExecuteInline(size_t index, std::unique_ptr<InferenceRequest> request, uint64_t seq,
+                     bool shared);
   // Folds one execution's duration into the per-model estimate inline execution checks.
   void ObserveExecution(uint64_t ns);
   bool MeasuredCheap() const;
@@ -106,8 +109,9 @@ class Scheduler {
   uint64_t ExpireTimedOut(uint64_t now, Batch& expired);
   // Removes the first n requests in serving order.
   void TakeFront(size_t n, Batch& batch);
-  // Runs `batch` on instance `index` (busy_ set by the caller) and frees it.
-  void Execute(size_t index, Batch& batch, uint64_t dequeue_ns, uint64_t seq);
+  // Runs `batch` on instance `index` (busy_ set by the caller) and frees it; a shared
+  // execution (see ClaimForInline) leaves busy_ alone.
+  void Execute(size_t index, Batch& batch, uint64_t dequeue_ns, uint64_t seq, bool shared = false);
   void ExecuteDecoupled(BackendInstance* instance, Batch& batch,
                         std::vector<InferenceRequest*>& reqs,
                         std::vector<std::unique_ptr<InferenceResponse>>& owned, int64_t batch_size,
@@ -141,6 +145,9 @@ class Scheduler {
   bool inline_allowed_ = false;
   // Inline only for a lone client (BackendInstance::WaitsOnAnotherProcess).
   bool inline_lone_only_ = false;
+  // Every instance may execute on several threads at once (fixed at load): inline
+  // execution never waits for a busy instance.
+  bool inline_shared_ = false;
   // Execution time estimate (EWMA, ns) and how many executions it has seen; read
   // without a lock (an estimate a race can only make slightly stale).
   std::atomic<uint64_t> execute_ewma_ns_{0};

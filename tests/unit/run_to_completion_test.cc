@@ -3,6 +3,7 @@
 // runs the completion callback is the thread that executed the request.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstring>
 #include <future>
 #include <thread>
@@ -175,6 +176,56 @@ TEST(RunToCompletion, OutOfProcessModelRunsInlineOnlyForALoneClient) {
   while (!LoneClient()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_EQ(Infer(scheduler, true, true).thread, std::this_thread::get_id());
   scheduler.Drain();
+  model->Drain();
+}
+
+// An instance whose Execute may run on several threads at once, and which, once armed,
+// holds its next execution until released.
+class ConcurrentInstance : public BackendInstance {
+ public:
+  void Execute(std::span<InferenceRequest* const>, std::span<InferenceResponse* const>) override {
+    if (!armed_.exchange(false)) return;
+    entered_.set_value();
+    release_.wait();
+  }
+  bool ConcurrentExecute() const override { return true; }
+
+  std::atomic<bool> armed_{false};
+  std::promise<void> entered_;
+  std::shared_future<void> release_;
+};
+
+// Two I/O threads reaching a cheap model's one instance: the second does not wait for
+// the first (nor hand its request to the instance's thread), it executes beside it.
+TEST(RunToCompletion, ConcurrentInstanceRunsOnEveryCallersThreadAtOnce) {
+  auto model = LoadIdentity({});
+  auto owned = std::make_unique<ConcurrentInstance>();
+  ConcurrentInstance* instance = owned.get();
+  std::vector<std::unique_ptr<BackendInstance>> instances;
+  instances.push_back(std::move(owned));
+  Scheduler scheduler(model.get(), BatchingPolicyFromConfig(*model), std::move(instances));
+  for (int i = 0; i < 8; ++i) Infer(scheduler, true);  // measured cheap from now on
+
+  std::promise<void> release;
+  instance->release_ = release.get_future().share();
+  auto entered = instance->entered_.get_future();
+  instance->armed_ = true;
+  std::thread::id first_thread, first_ran_on;
+  std::thread first([&] {
+    first_thread = std::this_thread::get_id();
+    first_ran_on = Infer(scheduler, true).thread;
+  });
+  entered.wait();  // the first request holds the instance, on its caller's thread
+  Outcome second = Infer(scheduler, true);
+  EXPECT_EQ(second.thread, std::this_thread::get_id());
+  EXPECT_TRUE(second.status.ok()) << second.status.message();
+  release.set_value();
+  first.join();
+  EXPECT_EQ(first_ran_on, first_thread);
+  // Still one instance: a request the frontend keeps off its thread goes to the worker.
+  EXPECT_NE(Infer(scheduler, false).thread, std::this_thread::get_id());
+  scheduler.Drain();
+  EXPECT_EQ(model->stats().execution_count.load(), 11u);
   model->Drain();
 }
 

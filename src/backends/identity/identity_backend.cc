@@ -37,6 +37,9 @@ class IdentityInstance : public BackendInstance {
   IdentityInstance(const inference::ModelConfig* config, int delay_ms)
       : config_(config), delay_ms_(delay_ms), plan_(MakeEchoPlan(*config)) {}
 
+  // Execute reads the config and the echo plan only.
+  bool ConcurrentExecute() const override { return true; }
+
   void Execute(std::span<InferenceRequest* const> requests,
                std::span<InferenceResponse* const> responses) override {
     // One sleep per execution, not per request: the delay models a batch's cost.
