@@ -776,6 +776,63 @@ def test_execution_env_path(tmp_path):
         assert r["Y"][0] == 42
 
 
+def test_execution_env_path_packed(tmp_path):
+    # Triton's guide packs the environment with conda-pack into a .tar.gz beside the model;
+    # it is unpacked once into $TMPDIR/flowserve-python-envs and put on sys.path.
+    def pack(archive, value):
+        staging = tmp_path / f"staging{value}"
+        sp = staging / "lib" / "python3.11" / "site-packages"
+        sp.mkdir(parents=True)
+        (sp / "flowserve_packed_dep.py").write_text(f"VALUE = {value}\n")
+        (staging / "bin").mkdir()
+        subprocess.run(["tar", "-czf", str(archive), "-C", str(staging), "lib", "bin"], check=True)
+
+    model = """
+        import numpy as np
+        import triton_python_backend_utils as pb_utils
+        import flowserve_packed_dep
+
+        class TritonPythonModel:
+            def execute(self, requests):
+                return [pb_utils.InferenceResponse([pb_utils.Tensor(
+                    "Y", np.array([flowserve_packed_dep.VALUE], np.int32))]) for r in requests]
+        """
+    env_param = ('parameters: { key: "EXECUTION_ENV_PATH" value: { string_value: '
+                 '"$$TRITON_MODEL_DIRECTORY/env.tar.gz" } }')
+    repo = tmp_path / "repo"
+    python_model(repo, "packed", model,
+                 cfg("packed", [io("X", "TYPE_FP32", [1])], [io("Y", "TYPE_INT32", [1])],
+                     extra=env_param))
+    python_model(repo, "broken", model,
+                 cfg("broken", [io("X", "TYPE_FP32", [1])], [io("Y", "TYPE_INT32", [1])],
+                     extra=env_param))
+    pack(repo / "packed" / "env.tar.gz", 7)
+    (repo / "broken" / "env.tar.gz").write_bytes(b"not a gzip file")
+    cache = tmp_path / "tmp"
+    cache.mkdir()
+    env = {**os.environ, "TMPDIR": str(cache)}
+    x = {"X": (np.array([0], np.float32), "FP32")}
+    with Server(repo, env=env, args=["--model-control-mode=explicit", "--load-model=*",
+                                     "--exit-on-error=false"]) as s:
+        wait_until(lambda: requests.get(f"{s.url}/v2/models/packed/ready").status_code == 200)
+        assert ok(infer(s, "packed", x))["Y"][0] == 7
+        # The broken archive fails that model alone, saying which file and why.
+        r = requests.post(f"{s.url}/v2/repository/index", json={}).json()
+        broken = next(m for m in r if m["name"] == "broken")
+        assert broken["state"] == "UNAVAILABLE", broken
+        assert "env.tar.gz" in broken["reason"] and "unpacking failed" in broken["reason"], broken
+        unpacked = [p for p in (cache / "flowserve-python-envs").iterdir()]
+        assert len(unpacked) == 1, unpacked  # no scratch folder left by the failed one
+        # A reload reuses the unpacked folder; a rebuilt archive gets a folder of its own.
+        assert requests.post(f"{s.url}/v2/repository/models/packed/load").status_code == 200
+        assert len(list((cache / "flowserve-python-envs").iterdir())) == 1
+        time.sleep(0.01)
+        (repo / "packed" / "env.tar.gz").unlink()
+        pack(repo / "packed" / "env.tar.gz", 8)
+        assert requests.post(f"{s.url}/v2/repository/models/packed/load").status_code == 200
+        assert ok(infer(s, "packed", x))["Y"][0] == 8
+
+
 IDENT = """
 import triton_python_backend_utils as pb_utils
 

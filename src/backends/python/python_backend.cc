@@ -27,6 +27,7 @@
 
 #include "backends/backend.h"
 #include "backends/backend_module.h"
+#include "backends/python/packed_env.h"
 #include "backends/python/stub_process.h"
 #include "backends/sequence_tensors.h"
 #include "common/adaptive_spin.h"
@@ -1374,12 +1375,15 @@ Status ResolveFiles(const ModelLoadContext& ctx, const inference::ModelConfig& c
     const std::string var = "$$TRITON_MODEL_DIRECTORY";
     for (size_t p; (p = path.find(var)) != std::string::npos;)
       path.replace(p, var.size(), ctx.model_dir);
-    if (path.ends_with(".tar.gz") || path.ends_with(".tgz"))
-      return Unimplemented(info.label + ": EXECUTION_ENV_PATH '" + path +
-                           "' is a packed environment; flowserve takes a folder: unpack it and "
-                           "point EXECUTION_ENV_PATH there");
-    if (!fs::is_directory(path, ec))
-      return NotFound(info.label + ": EXECUTION_ENV_PATH '" + path + "' is not a folder");
+    if (path.ends_with(".tar.gz") || path.ends_with(".tgz")) {
+      auto unpacked = UnpackedEnvironment(path);
+      if (!unpacked.ok())
+        return Status(unpacked.status().code(), info.label + ": " + unpacked.status().message());
+      path = unpacked.value();
+    } else if (!fs::is_directory(path, ec)) {
+      return NotFound(info.label + ": EXECUTION_ENV_PATH '" + path +
+                      "' is neither a folder nor a .tar.gz");
+    }
     info.env_path = path;
   }
   return Status::Ok();
