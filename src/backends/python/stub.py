@@ -169,6 +169,10 @@ class Channel:
         return _decode(buf[:json_len].decode()), view[json_len:], fds
 
 
+_DTYPES = {wire: np.dtype(t) for wire, t in pb_utils._WIRE_TO_NUMPY.items() if wire != "BYTES"}
+_ndarray = np.ndarray
+
+
 def _decode_tensors(descs, tail, maps, arena):
     """Tensor descriptions -> pb_utils.Tensors viewing the shared buffers."""
     out = []
@@ -190,15 +194,16 @@ def _decode_tensors(descs, tail, maps, arena):
             arr = pb_utils.deserialize_bytes_tensor(memoryview(buf)[off:off + size], count)
             arr = arr.reshape(shape)
         else:
-            dtype = pb_utils._WIRE_TO_NUMPY.get(wire)
+            dtype = _DTYPES.get(wire)
             if dtype is None:
                 raise pb_utils.TritonModelException(f"input '{d['n']}': {wire} tensors are not "
                                                     "supported by the Python backend")
             if size == 0:
                 arr = np.empty(shape, dtype=dtype)
             else:
-                arr = np.frombuffer(buf, dtype=dtype, count=size // np.dtype(dtype).itemsize,
-                                    offset=off).reshape(shape)
+                # One call instead of frombuffer + reshape; the server sent a size that
+                # matches the shape, and numpy still refuses a view past the buffer's end.
+                arr = _ndarray(shape, dtype, buf, off)
         out.append(_tensor(d["n"], arr, wire))
     return out
 
