@@ -909,7 +909,8 @@ class TritonPythonModel:
 def test_output_layouts_round_trip(tmp_path):
     # Whatever memory layout execute() returns (big-endian, transposed, a strided view,
     # several dtypes and BYTES in one response) reaches the client as little-endian C
-    # order, inline (small) and through a segment (large) alike.
+    # order, inline (small) and through a segment (large) alike, next to an output that
+    # goes back by reference into the arena.
     python_model(tmp_path, "pylayout", """
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -927,12 +928,14 @@ class TritonPythonModel:
                 pb_utils.Tensor("HALF", x.astype(np.float16)),
                 pb_utils.Tensor("FLAG", x > 0.5),
                 pb_utils.Tensor("TXT", np.array([b"a", b"bc" * 3], dtype=np.object_)),
+                pb_utils.Tensor("VIEW", x[1:]),  # by reference when the batch is large
             ]))
         return out
 """, cfg("pylayout", [io("INPUT0", "TYPE_FP32", [-1, 4])],
          [io("BE", "TYPE_FP32", [-1, 4]), io("TR", "TYPE_FP32", [4, -1]),
           io("ST", "TYPE_FP32", [-1, 4]), io("HALF", "TYPE_FP16", [-1, 4]),
-          io("FLAG", "TYPE_BOOL", [-1, 4]), io("TXT", "TYPE_STRING", [2])]))
+          io("FLAG", "TYPE_BOOL", [-1, 4]), io("TXT", "TYPE_STRING", [2]),
+          io("VIEW", "TYPE_FP32", [-1, 4])]))
     with Server(tmp_path, wait="ready") as s:
         for rows in (1, 3, 2000, 9000):
             x = np.random.default_rng(rows).random((rows, 4), dtype=np.float32)
@@ -943,6 +946,7 @@ class TritonPythonModel:
             np.testing.assert_array_equal(r["HALF"], x.astype(np.float16))
             np.testing.assert_array_equal(r["FLAG"], x > 0.5)
             assert r["TXT"] == [b"a", b"bcbcbc"]
+            np.testing.assert_array_equal(r["VIEW"], x[1:])
 
 
 def test_no_leaks_over_requests_and_reloads(tmp_path):
