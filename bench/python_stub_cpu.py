@@ -5,8 +5,9 @@ request, which bench/python_vs_identity.sh shows only mixed with everything else
 
     /usr/bin/python3 bench/python_stub_cpu.py [elements per request, default 16] [batch, default 1]
 
-Prints the best and the median of 10 runs of 20000 rounds (the thread's CPU time, so
-other work on the machine inflates it less than the wall clock)."""
+Prints the best and the median of 10 runs of ROUNDS (env, default 20000) rounds (the
+thread's CPU time, so other work on the machine inflates it less than the wall clock).
+STUB_DIR (env) points at another stub.py to compare with."""
 import json
 import os
 import socket
@@ -50,7 +51,7 @@ def main():
                  for k in range(batch)]}
     frame = json.dumps(msg, separators=(",", ":")).encode()
     st.execute({**msg, "arena": [0, arena_size, 1]}, [fd])
-    rounds = 20000
+    rounds = int(os.environ.get("ROUNDS", "20000"))
     runs = []
     for _ in range(10):
         t = time.thread_time_ns()

@@ -966,7 +966,8 @@ class TritonPythonModel:
 def test_output_layouts_round_trip(tmp_path):
     # Whatever memory layout execute() returns (big-endian, transposed, a strided view,
     # several dtypes and BYTES in one response) reaches the client as little-endian C
-    # order, inline (small) and through a segment (large) alike.
+    # order, inline (small) and through a segment (large) alike, next to an output that
+    # goes back by reference into the arena.
     python_model(tmp_path, "pylayout", """
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -984,12 +985,14 @@ class TritonPythonModel:
                 pb_utils.Tensor("HALF", x.astype(np.float16)),
                 pb_utils.Tensor("FLAG", x > 0.5),
                 pb_utils.Tensor("TXT", np.array([b"a", b"bc" * 3], dtype=np.object_)),
+                pb_utils.Tensor("VIEW", x[1:]),  # by reference when the batch is large
             ]))
         return out
 """, cfg("pylayout", [io("INPUT0", "TYPE_FP32", [-1, 4])],
          [io("BE", "TYPE_FP32", [-1, 4]), io("TR", "TYPE_FP32", [4, -1]),
           io("ST", "TYPE_FP32", [-1, 4]), io("HALF", "TYPE_FP16", [-1, 4]),
-          io("FLAG", "TYPE_BOOL", [-1, 4]), io("TXT", "TYPE_STRING", [2])]))
+          io("FLAG", "TYPE_BOOL", [-1, 4]), io("TXT", "TYPE_STRING", [2]),
+          io("VIEW", "TYPE_FP32", [-1, 4])]))
     with Server(tmp_path, wait="ready") as s:
         for rows in (1, 3, 2000, 9000):
             x = np.random.default_rng(rows).random((rows, 4), dtype=np.float32)
@@ -1000,6 +1003,55 @@ class TritonPythonModel:
             np.testing.assert_array_equal(r["HALF"], x.astype(np.float16))
             np.testing.assert_array_equal(r["FLAG"], x > 0.5)
             assert r["TXT"] == [b"a", b"bcbcbc"]
+            np.testing.assert_array_equal(r["VIEW"], x[1:])
+
+
+def test_stub_channel_frames_and_descriptors():
+    # stub.py reads frames through a buffer: one read may bring several frames, or part of
+    # one. Each frame must come out whole with exactly the descriptors sent with it,
+    # whether small, larger than the buffer, or sent back to back.
+    import array
+    import socket
+    import sys
+    sys.path.insert(0, str(ROOT / "src/backends/python"))
+    import stub
+    ours, theirs = socket.socketpair()
+    ch = stub.Channel(os.dup(ours.fileno()))
+    frames = []
+    # The first five are queued before any read (one read then spans several of them).
+    for i, (tail_len, nfds) in enumerate([(0, 0), (10, 1), (5, 0), (1, 3), (0, 1),
+                                          (300_000, 2), (5, 0), (70_000, 1), (65_000, 0),
+                                          (1, 3), (0, 1), (200_000, 0), (3, 1)]):
+        fds = []
+        for k in range(nfds):
+            fd = os.memfd_create(f"f{i}")
+            os.ftruncate(fd, 4096 * (i + 1) + k)  # the size names the frame and the fd
+            fds.append(fd)
+        frames.append((i, bytes([i]) * tail_len, fds))
+
+    def send(frames):
+        for i, tail, fds in frames:
+            js = json.dumps({"i": i}).encode()
+            head = struct.pack("<II", len(js) + len(tail), len(js))
+            anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+            data = head + js + tail
+            sent = theirs.sendmsg([data], anc)
+            theirs.sendall(data[sent:])
+    send(frames[:5])
+    sender = threading.Thread(target=send, args=(frames[5:],), daemon=True)  # no hang on failure
+    sender.start()
+    for i, tail, fds in frames:
+        msg, got_tail, got_fds = ch.recv(spin=True)
+        assert msg == {"i": i}
+        assert bytes(got_tail) == tail, i
+        assert [os.fstat(fd).st_size for fd in got_fds] == \
+            [4096 * (i + 1) + k for k in range(len(fds))], i
+        for fd in got_fds:
+            os.close(fd)
+    sender.join()
+    for _, _, fds in frames:
+        for fd in fds:
+            os.close(fd)
 
 
 def test_no_leaks_over_requests_and_reloads(tmp_path):

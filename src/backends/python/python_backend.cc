@@ -926,12 +926,13 @@ class PythonInstance : public BackendInstance {
   }
 
   // The arena the next batch's inputs (`need` bytes) go into: the smallest idle one that
-  // fits, else a new one (its descriptor in *new_fd, for the process to map). An arena
-  // outgrown by a new one is dropped once idle, as are idle ones beyond kIdleArenas; the
-  // process is told (*dropped). Arenas never shrink: a fresh one pays its page faults.
+  // fits, else a new one (its descriptor in *new_fd, for the process to map). Idle arenas
+  // beyond kIdleArenas go, the smallest first; the process is told (*dropped). Arenas never
+  // shrink and idle ones of every size stay: under concurrency batches of different sizes
+  // come while others are held, and a fresh arena pays its page faults on both sides.
   Result<std::shared_ptr<Arena>> PickArena(size_t need, int* new_fd,
                                            std::vector<int64_t>* dropped) {
-    constexpr size_t kIdleArenas = 2;
+    constexpr size_t kIdleArenas = 4;
     const Options& o = info_->options;
     std::shared_ptr<Arena> best;
     size_t largest = 0;
@@ -942,20 +943,22 @@ class PythonInstance : public BackendInstance {
     }
     if (best) return best;
     size_t size = std::max(o.shm_default, AlignUp(need, o.shm_growth));
-    const bool grow = largest > 0 && largest < need;
-    if (grow) size = std::max(size, largest + o.shm_growth);
+    if (largest > 0 && largest < need) size = std::max(size, largest + o.shm_growth);
     auto created = CreateSegment(size, new_fd);
     if (!created.ok()) return created.status();
     best = std::make_shared<Arena>(next_arena_id_++, created.value());
-    size_t idle = 0;
-    for (auto it = arenas_.rbegin(); it != arenas_.rend(); ++it) {
-      if (!(*it)->Idle()) continue;
-      if ((grow && (*it)->map->size() < size) || ++idle > kIdleArenas) {
-        dropped->push_back((*it)->id);
-        *it = nullptr;
+    std::vector<std::shared_ptr<Arena>*> idle;
+    for (auto& a : arenas_)
+      if (a->Idle()) idle.push_back(&a);
+    if (idle.size() > kIdleArenas) {
+      std::sort(idle.begin(), idle.end(),
+                [](auto* x, auto* y) { return (*x)->map->size() > (*y)->map->size(); });
+      for (size_t k = kIdleArenas; k < idle.size(); ++k) {
+        dropped->push_back((*idle[k])->id);
+        *idle[k] = nullptr;
       }
+      std::erase(arenas_, nullptr);
     }
-    std::erase(arenas_, nullptr);
     arenas_.push_back(best);
     return best;
   }

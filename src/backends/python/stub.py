@@ -35,6 +35,7 @@ import triton_python_backend_utils as pb_utils
 _HDR = struct.Struct("<II")
 _ALIGN = 64
 _MAX_FDS = 64
+_ANC_SPACE = socket.CMSG_SPACE(_MAX_FDS * 4)
 _MAX_IOV = 512  # buffers per sendmsg (the kernel takes up to 1024)
 _PADS = [bytes(n) for n in range(_ALIGN)]
 
@@ -125,6 +126,13 @@ class Channel:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=fd)
         self.send_lock = threading.Lock()
         self.spin = Spin(self.sock)
+        # Received bytes not handed out yet: rbuf[rstart:rend], the first at stream
+        # offset rpos; fd_marks: (stream offset of a read's last byte, its descriptors).
+        self.rbuf = bytearray(1 << 16)
+        self.rview = memoryview(self.rbuf)
+        self.rstart = self.rend = 0
+        self.rpos = 0
+        self.fd_marks = collections.deque()
 
     def send(self, msg, tail=(), fds=(), tail_len=0):
         """`tail`: buffers (numpy arrays too) sent as they are, `tail_len` bytes in all."""
@@ -143,30 +151,92 @@ class Channel:
 
     def recv(self, spin=False):
         """One frame: (message dict, tail memoryview, received fds). `spin`: poll for it
-        first (the main loop waiting for the next request)."""
-        if spin:
-            self.spin.wait()
+        first (the main loop waiting for the next request).
+
+        A small frame comes in one read (the header and the rest used to take two): reads
+        go into a buffer and may bring the start of the next frame too, which waits there.
+        Descriptors belong to the frame holding the last byte of the read they came with:
+        the kernel ends a read after the message carrying them, whose first byte is that
+        frame's first."""
+        buf = self.rbuf
+        while True:
+            have = self.rend - self.rstart
+            if have >= _HDR.size:
+                total, json_len = _HDR.unpack_from(buf, self.rstart)
+                size = _HDR.size + total
+                if have >= size:
+                    first = self.rstart + _HDR.size
+                    payload = bytearray(self.rview[first:first + total])
+                    self._consume(size)
+                    return self._frame(payload, json_len)
+                if self.rstart + size > len(buf):
+                    return self._recv_large(total, json_len)
+            if spin:
+                spin = False
+                if self.rend == self.rstart:
+                    self.spin.wait()
+            if self.rstart and self.rstart == self.rend:
+                self.rstart = self.rend = 0
+            elif len(buf) - self.rend < _HDR.size:  # keep the header contiguous
+                have = self.rend - self.rstart
+                buf[:have] = self.rview[self.rstart:self.rend]
+                self.rstart, self.rend = 0, have
+            self._read_into(self.rview[self.rend:])
+
+    def _read_into(self, view):
+        n, anc, _flags, _addr = self.sock.recvmsg_into([view], _ANC_SPACE)
+        if n == 0:
+            raise EOFError
+        for level, kind, cdata in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds = array.array("i", cdata[:len(cdata) - len(cdata) % 4])
+                # stream offset of the read's last byte
+                self.fd_marks.append((self.rpos + self.rend - self.rstart + n - 1, list(fds)))
+        self.rend += n
+        return n
+
+    def _consume(self, size):
+        """Drops a frame of `size` bytes from the buffer's front."""
+        self.rstart += size
+        self.rpos += size
+        if self.rstart == self.rend:
+            self.rstart = self.rend = 0
+
+    def _frame(self, payload, json_len):
+        # Descriptors that came with reads ending inside this frame (before self.rpos).
         fds = []
-        hdr = b""
-        while len(hdr) < _HDR.size:
-            data, anc, _flags, _addr = self.sock.recvmsg(_HDR.size - len(hdr),
-                                                         socket.CMSG_SPACE(_MAX_FDS * 4))
-            if not data:
+        marks = self.fd_marks
+        while marks and marks[0][0] < self.rpos:
+            fds.extend(marks.popleft()[1])
+        view = memoryview(payload)
+        return _decode(payload[:json_len].decode()), view[json_len:], fds
+
+    def _recv_large(self, total, json_len):
+        """A frame larger than the buffer: the rest is read straight into its own."""
+        payload = bytearray(total)
+        view = memoryview(payload)
+        have = self.rend - self.rstart - _HDR.size
+        first = self.rstart + _HDR.size
+        view[:have] = self.rview[first:self.rend]
+        pos = have
+        base = self.rpos + _HDR.size  # stream offset of payload[0]
+        while pos < total:
+            # Reads sized to this frame's end: none reaches into the next frame.
+            n, anc, _flags, _addr = self.sock.recvmsg_into([view[pos:]], _ANC_SPACE)
+            if n == 0:
                 raise EOFError
             for level, kind, cdata in anc:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    fds.extend(array.array("i", cdata[:len(cdata) - len(cdata) % 4]))
-            hdr += data
-        total, json_len = _HDR.unpack(hdr)
-        buf = bytearray(total)
-        view = memoryview(buf)
-        pos = 0
-        while pos < total:
-            n = self.sock.recv_into(view[pos:])
-            if n == 0:
-                raise EOFError
+                    fds = array.array("i", cdata[:len(cdata) - len(cdata) % 4])
+                    self.fd_marks.append((base + pos + n - 1, list(fds)))
             pos += n
-        return _decode(buf[:json_len].decode()), view[json_len:], fds
+        self.rstart = self.rend = 0
+        self.rpos += _HDR.size + total
+        return self._frame(payload, json_len)
+
+
+_DTYPES = {wire: np.dtype(t) for wire, t in pb_utils._WIRE_TO_NUMPY.items() if wire != "BYTES"}
+_ndarray = np.ndarray
 
 
 def _decode_tensors(descs, tail, maps, arena):
@@ -190,15 +260,16 @@ def _decode_tensors(descs, tail, maps, arena):
             arr = pb_utils.deserialize_bytes_tensor(memoryview(buf)[off:off + size], count)
             arr = arr.reshape(shape)
         else:
-            dtype = pb_utils._WIRE_TO_NUMPY.get(wire)
+            dtype = _DTYPES.get(wire)
             if dtype is None:
                 raise pb_utils.TritonModelException(f"input '{d['n']}': {wire} tensors are not "
                                                     "supported by the Python backend")
             if size == 0:
                 arr = np.empty(shape, dtype=dtype)
             else:
-                arr = np.frombuffer(buf, dtype=dtype, count=size // np.dtype(dtype).itemsize,
-                                    offset=off).reshape(shape)
+                # One call instead of frombuffer + reshape; the server sent a size that
+                # matches the shape, and numpy still refuses a view past the buffer's end.
+                arr = _ndarray(shape, dtype, buf, off)
         out.append(_tensor(d["n"], arr, wire))
     return out
 
