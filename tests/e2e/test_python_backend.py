@@ -120,6 +120,23 @@ def stubs_of(server_pid):
     return sorted(out)
 
 
+def concurrently(fn, n):
+    """Runs fn(0) .. fn(n-1) on n threads at once; returns the exceptions they raised."""
+    raised = []
+
+    def run(k):
+        try:
+            fn(k)
+        except Exception as e:  # noqa: BLE001 - reported to the caller's assert
+            raised.append(e)
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return raised
+
+
 def wait_until(pred, timeout=20, step=0.05):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -901,12 +918,8 @@ class TritonPythonModel:
                 code, r = infer(s, "pyneg", {"INPUT0": (x, "UINT8")}, outputs=["OUTPUT0"])
                 if code != 200 or not np.array_equal(r["OUTPUT0"], x ^ 0xFF):
                     failures.append((seed, i, code))
-        threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert not failures, failures[:5]
+        raised = concurrently(client, 8)
+        assert not raised and not failures, (raised, failures[:5])
 
 
 def test_outputs_viewing_inputs_are_not_copied(tmp_path):
@@ -950,12 +963,8 @@ class TritonPythonModel:
                         or not np.array_equal(r["OUTPUT1"], x[:, 1:])
                         or not np.array_equal(r["OUTPUT2"], x[:, :16][:, ::-1])):
                     failures.append((seed, i, n, code))
-        threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert not failures, failures[:5]
+        raised = concurrently(client, 8)
+        assert not raised and not failures, (raised, failures[:5])
         stubs = stubs_of(s.proc.pid)
         assert len(stubs) == 2, stubs
         for pid in stubs:
