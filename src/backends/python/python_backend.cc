@@ -59,10 +59,11 @@ struct Options {
   std::chrono::seconds restart_window{60};
   std::chrono::milliseconds finalize_timeout{5000};
   std::chrono::milliseconds autocomplete_timeout{60000};
-  // How long the instance thread polls for the reply before sleeping. Off by default:
-  // on 2 cores the spinning thread competes with the Python process it waits for
-  // (bench/python_vs_identity.sh measured +58 us at c=1 without, +251 us with 100 us).
-  std::chrono::microseconds spin{0};
+  // How long the instance thread polls for the reply before sleeping. The poll yields at
+  // every turn and backs off when the kernel takes its core (AdaptiveSpin), so it no
+  // longer starves the Python process on 2 cores: bench/python_vs_identity.sh, small
+  // tensor, Python p50 at c=1 36-38 us with 50 against 59-67 us without; c=8 unchanged.
+  std::chrono::microseconds spin{50};
   // How long the Python process polls for the next execute message after replying,
   // before it sleeps in recv() (stub.py Spin: yields at every turn, backs off under
   // load). Saves the wake-up of the process on the way in.
