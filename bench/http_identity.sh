@@ -5,12 +5,14 @@
 # (the physical limit of this machine), and prints flowserve/nginx per row, with the CPU
 # each server spent per request (utime+stime over the run / requests answered; the
 # client shares the cores, so this figure does not depend on it).
-# Usage: bench/http_identity.sh [seconds per run, default 5]   (env: FLOWSERVE_BIN, THREADS)
+# Usage: bench/http_identity.sh [seconds per run, default 5]
+#   env: FLOWSERVE_BIN; THREADS; ROUNDS (alternating runs of each server per row, default 3)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${FLOWSERVE_BIN:-$ROOT/build/flowserve}
 DURATION=${1:-5}
 THREADS=${THREADS:-2}   # flowserve --http-thread-count and nginx worker_processes
+ROUNDS=${ROUNDS:-3}
 PY=/usr/bin/python3
 . "$ROOT/bench/lib.sh"
 bench_start wrk nginx curl
@@ -122,17 +124,30 @@ run "http://127.0.0.1:$NG_PORT/json" "$TMP/json.body" "" 8 >/dev/null
 printf "%-7s %5s | %10s %8s %8s %7s | %10s %8s %8s %7s | %9s %9s\n" request conns \
   "fs req/s" "fs p50us" "fs p99us" "fs cpu" "ng req/s" "ng p50us" "ng p99us" "ng cpu" \
   "rps ratio" "p50 ratio"
+# nginx's throughput at 32 connections swings by half between runs (how its workers happen
+# to share the connections), so each row alternates ROUNDS runs of each server and reports
+# each column's median: one lucky or unlucky run moves neither side.
+median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+col() { awk "{print \$$2}" "$1" | median; }
 for kind in json binary; do
   hlen=""
   [ "$kind" = binary ] && hlen=$BIN_HLEN
   for c in 1 8 32; do
-    read -r fr fp50 fp99 ferr fsock fcpu < <(measure server_cpu_ticks "$FS_PID" "$URL" \
-      "$TMP/$kind.body" "$hlen" "$c")
-    read -r nr np50 np99 nerr nsock ncpu < <(measure nginx_cpu_ticks "" \
-      "http://127.0.0.1:$NG_PORT/$kind" "$TMP/$kind.body" "$hlen" "$c")
+    : >"$TMP/fs.runs"
+    : >"$TMP/ng.runs"
+    for _ in $(seq "$ROUNDS"); do
+      measure server_cpu_ticks "$FS_PID" "$URL" "$TMP/$kind.body" "$hlen" "$c" >>"$TMP/fs.runs"
+      measure nginx_cpu_ticks "" "http://127.0.0.1:$NG_PORT/$kind" "$TMP/$kind.body" "$hlen" \
+        "$c" >>"$TMP/ng.runs"
+    done
+    fr=$(col "$TMP/fs.runs" 1) fp50=$(col "$TMP/fs.runs" 2) fp99=$(col "$TMP/fs.runs" 3)
+    fcpu=$(col "$TMP/fs.runs" 6)
+    nr=$(col "$TMP/ng.runs" 1) np50=$(col "$TMP/ng.runs" 2) np99=$(col "$TMP/ng.runs" 3)
+    ncpu=$(col "$TMP/ng.runs" 6)
     printf "%-7s %5s | %10.0f %8s %8s %7s | %10.0f %8s %8s %7s | %9.2f %9.2f\n" "$kind" "$c" \
       "$fr" "$fp50" "$fp99" "$fcpu" "$nr" "$np50" "$np99" "$ncpu" \
       "$(echo "$fr / $nr" | bc -l)" "$(echo "$fp50 / $np50" | bc -l)"
+    read -r ferr fsock < <(awk '{e += $4; s += $5} END {print e + 0, s + 0}' "$TMP/fs.runs")
     if [ "$ferr" != 0 ] || [ "$fsock" != 0 ]; then
       echo "  flowserve: $ferr non-2xx replies, $fsock socket errors"
     fi
