@@ -127,7 +127,6 @@ printf "%-7s %5s | %10s %8s %8s %7s | %10s %8s %8s %7s | %9s %9s\n" request conn
 # nginx's throughput at 32 connections swings by half between runs (how its workers happen
 # to share the connections), so each row alternates ROUNDS runs of each server and reports
 # each column's median: one lucky or unlucky run moves neither side.
-median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 col() { awk "{print \$$2}" "$1" | median; }
 for kind in json binary; do
   hlen=""

@@ -61,8 +61,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
   printf "%-5s %-22s %10.0f %9s %9s %7s | %.0f req/s, p50 %s us\n" "$round" \
     "slow model under load" "$br" "$bp50" "$bp99" "$berr" "$sr" "$sp50"
 done
-median() { printf "%s\n" "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-ma=$(median "${ALONE_P99[@]}") ml=$(median "${LOADED_P99[@]}")
+ma=$(printf "%s\n" "${ALONE_P99[@]}" | median) ml=$(printf "%s\n" "${LOADED_P99[@]}" | median)
 printf "median p99: alone %s us, with the slow model under load %s us, ratio %.2f\n" "$ma" "$ml" \
   "$(echo "$ml / $ma" | bc -l)"
 echo "(the slow model takes 10 ms per batch: run on an I/O thread it would add up to 10000 us"

@@ -1,4 +1,11 @@
 # Shared by the bench scripts: source it after setting PY (Debian's python3).
+# median: the median of the numbers on stdin (separated by spaces or newlines; the mean of
+# the middle two for an even count).
+median() {
+  tr ' ' '\n' | awk NF | sort -g | awk '{ v[NR] = $1 } END {
+    print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
 # free_port: prints a free loopback TCP port.
 free_port() {
   "${PY:-/usr/bin/python3}" -c \

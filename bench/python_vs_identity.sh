@@ -80,7 +80,6 @@ run pyidentity small 8 >/dev/null
 # The machine's load drifts over seconds (2 cores, other work): each row alternates short
 # identity and Python runs ROUNDS times and reports the medians, so both see the same load.
 ROUNDS=${ROUNDS:-5}
-median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 # compute_infer of a model so far: "<count> <ns>" (the backend's share of each request)
 infer_stats() {
   curl -s "http://127.0.0.1:$PORT/v2/models/$1/stats" | $PY -c \

@@ -42,8 +42,6 @@ rps() {  # connections -> req/s
 }
 
 run_wrk identity 8 "" "$TMP/json.body" >/dev/null  # warm-up
-median() { tr ' ' '\n' | sort -g | awk '{ v[NR] = $1 } END {
-  print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 printf "%5s | %10s %12s | %12s %13s | %s\n" conns "off req/s" "traced req/s" "median ratio" \
   "ratio min-max" "goal >= $GOAL"
