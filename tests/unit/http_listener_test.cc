@@ -11,10 +11,15 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <ctime>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "frontends/http/http_listener.h"
 
@@ -314,6 +319,83 @@ TEST(HttpListener, BadAddressAndPortInUse) {
       HttpListener::Start("127.0.0.1", (*first)->port(), 1, [](const HttpRequest&, HttpRespond) {});
   EXPECT_FALSE(second.ok());
   EXPECT_NE(second.status().message().find("bind"), std::string::npos);
+}
+
+// The second I/O thread joins when the first is busy, connections move to it between
+// requests and keep being answered, and they move back once the load is gone. The
+// handler burns CPU on the I/O thread itself; the machine's idle CPU is not asked for
+// (idle_cores_to_grow < 0), so the test does not depend on what else the machine runs.
+TEST(HttpListener, ConnectionsMoveBetweenIoThreadsWithTheLoad) {
+  std::mutex mu;
+  std::map<std::thread::id, int> thread_index;
+  HttpListenerOptions options;
+  options.address = "127.0.0.1";
+  options.threads = 2;
+  options.io_balance.busy_to_grow = 0.3;
+  options.io_balance.idle_cores_to_grow = -1;
+  options.io_balance.quiet_ticks_to_shrink = 3;
+  auto listener = HttpListener::Start(options, [&](const HttpRequest& req, HttpRespond respond) {
+    int index = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      index = thread_index.emplace(std::this_thread::get_id(), thread_index.size()).first->second;
+    }
+    if (req.path() == "/burn") {
+      timespec start{}, now{};
+      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &start);
+      do {
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+      } while ((now.tv_sec - start.tv_sec) * 1000000000L + (now.tv_nsec - start.tv_nsec) <
+               2000000L);
+    }
+    HttpReply r;
+    r.body = std::string(req.path()) + " on " + std::to_string(index);
+    respond(std::move(r));
+  });
+  ASSERT_TRUE(listener.ok()) << listener.status().message();
+  const int port = (*listener)->port();
+
+  // Four keep-alive connections, each asking in turn until both threads have answered.
+  constexpr int kConnections = 4;
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < kConnections; ++i) {
+    clients.push_back(std::make_unique<Client>(port));
+    ASSERT_TRUE(clients.back()->connected());
+  }
+  std::atomic<bool> both{false};
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> load;
+  for (int i = 0; i < kConnections; ++i) {
+    load.emplace_back([&, i] {
+      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+      while (!both.load() && std::chrono::steady_clock::now() < until) {
+        clients[i]->Send(Get("/burn"));
+        const std::string r = clients[i]->ReadResponse();
+        if (r.find("\r\n\r\n/burn on ") == std::string::npos) {
+          ++wrong;
+          return;
+        }
+        if (r.find("/burn on 1") != std::string::npos) both = true;
+      }
+    });
+  }
+  for (auto& t : load) t.join();
+  EXPECT_EQ(wrong.load(), 0);
+  ASSERT_TRUE(both.load()) << "the second I/O thread never answered under load";
+
+  // Load gone: the second thread leaves, and each connection, answered once more where it
+  // is, is answered by the first from then on.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  for (auto& c : clients) {
+    c->Send(Get("/idle"));
+    EXPECT_NE(c->ReadResponse().find("\r\n\r\n/idle on "), std::string::npos);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  for (auto& c : clients) {
+    c->Send(Get("/after"));
+    const std::string r = c->ReadResponse();
+    EXPECT_NE(r.find("\r\n\r\n/after on 0"), std::string::npos) << r;
+  }
 }
 
 }  // namespace

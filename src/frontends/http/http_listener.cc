@@ -1,5 +1,8 @@
 #include "frontends/http/http_listener.h"
 
+#include <pthread.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -108,8 +111,8 @@ struct HttpListener::Impl {
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
   std::vector<std::thread> threads;
   std::optional<tcp::acceptor> acceptor;
+  tcp protocol = tcp::v4();
   int port = 0;
-  size_t next_context = 0;
   std::atomic<bool> stopping{false};
   bool stopped = false;  // guarded by stop_mu
   std::mutex stop_mu;
@@ -135,6 +138,16 @@ struct HttpListener::Impl {
   // session exists.
   std::atomic<int> connections{0};
 
+  // Per context: its connections, and how many of them it should hand to another thread
+  // at their next request boundary (set by the balancer's tick, taken by the thread).
+  struct alignas(64) Load {
+    std::atomic<int> connections{0};
+    std::atomic<int> shed{0};
+  };
+  std::unique_ptr<Load[]> load;
+  std::unique_ptr<IoThreadBalancer> balancer;
+  std::optional<asio::steady_timer> balance_timer;  // on context 0
+
   std::atomic<bool> refused_logged{false};
   // The shortest of the idle, request and linger timeouts: how far ahead a session's
   // timer is set at most (see Session::SetDeadline).
@@ -145,6 +158,12 @@ struct HttpListener::Impl {
   void Run(size_t ctx_index);
   void AddSession(size_t ctx_index, tcp::socket socket);
   void RemoveSession(size_t ctx_index, Session* s);
+  size_t LeastLoaded(int active) const;
+  void ScheduleBalance();
+  void Balance();
+  int TakeMoveTarget(size_t from);
+  void MoveSession(size_t from, Session* s, size_t to, tcp::socket::native_handle_type fd);
+  void AdoptSession(size_t ctx_index, tcp::socket socket);
 };
 
 namespace {
@@ -544,7 +563,24 @@ class Session : public std::enable_shared_from_this<Session> {
     reply_ = HttpReply();  // release output buffers now, not at the next request
     if (!ec && linger_) return Linger();
     if (ec || !keep_alive_ || impl_->stopping.load(std::memory_order_relaxed)) return Close();
+    if (MaybeMove()) return;
     ReadHeader();
+  }
+
+  // Between requests, with nothing read ahead, the connection moves to another I/O thread
+  // when the balancer asks this one to shed. True: this session is done (and may be gone).
+  bool MaybeMove() {
+    if (buffer_.size() != 0) return false;
+    const int to = impl_->TakeMoveTarget(ctx_index_);
+    if (to < 0) return false;
+    beast::error_code ec;
+    const auto fd = socket_.release(ec);
+    if (ec) return false;
+    closed_ = true;
+    deadline_ = kNoDeadline;
+    timer_.cancel();
+    impl_->MoveSession(ctx_index_, this, static_cast<size_t>(to), fd);
+    return true;
   }
 
   // See kLingerTime. Bounded in time and bytes, so a client that keeps sending (or never
@@ -607,9 +643,18 @@ class Session : public std::enable_shared_from_this<Session> {
 
 }  // namespace
 
+size_t HttpListener::Impl::LeastLoaded(int active) const {
+  size_t best = 0;
+  for (size_t i = 1; i < static_cast<size_t>(active) && i < contexts.size(); ++i) {
+    if (load[i].connections.load(std::memory_order_relaxed) <
+        load[best].connections.load(std::memory_order_relaxed))
+      best = i;
+  }
+  return best;
+}
+
 void HttpListener::Impl::Accept() {
-  size_t index = next_context;
-  next_context = (next_context + 1) % contexts.size();
+  const size_t index = LeastLoaded(balancer->active());
   acceptor->async_accept(*contexts[index], [this, index](beast::error_code ec, tcp::socket s) {
     if (ec == asio::error::operation_aborted || stopping.load()) return;
     if (ec) {
@@ -681,20 +726,91 @@ void HttpListener::Impl::AddSession(size_t ctx_index, tcp::socket socket) {
     connections.fetch_sub(1, std::memory_order_relaxed);
     return;  // the socket closes as it goes out of scope
   }
-  auto s = std::make_shared<Session>(this, ctx_index, std::move(socket));
-  sessions[ctx_index].emplace(s.get(), s);
   {
     std::lock_guard<std::mutex> lock(count_mu);
     ++session_count;
   }
+  load[ctx_index].connections.fetch_add(1, std::memory_order_relaxed);
+  AdoptSession(ctx_index, std::move(socket));
+}
+
+// A session for a counted connection: a new one, or one moved from another thread.
+void HttpListener::Impl::AdoptSession(size_t ctx_index, tcp::socket socket) {
+  auto s = std::make_shared<Session>(this, ctx_index, std::move(socket));
+  sessions[ctx_index].emplace(s.get(), s);
+  if (stopping.load()) return s->Close();  // a move that crossed Stop()
   s->Start();
 }
 
 void HttpListener::Impl::RemoveSession(size_t ctx_index, Session* s) {
   if (sessions[ctx_index].erase(s) == 0) return;
+  load[ctx_index].connections.fetch_sub(1, std::memory_order_relaxed);
   connections.fetch_sub(1, std::memory_order_relaxed);
   std::lock_guard<std::mutex> lock(count_mu);
   if (--session_count == 0) count_cv.notify_all();
+}
+
+// Every kBalanceTick the balancer looks at the load, and each thread is told how many of
+// its connections to hand over: all of them from a thread that left, the excess over an
+// even share from the others (one of slack, so that connections do not shuttle).
+constexpr std::chrono::milliseconds kBalanceTick{100};
+
+void HttpListener::Impl::ScheduleBalance() {
+  balance_timer->expires_after(kBalanceTick);
+  balance_timer->async_wait([this](beast::error_code ec) {
+    if (ec || stopping.load()) return;
+    Balance();
+    ScheduleBalance();
+  });
+}
+
+void HttpListener::Impl::Balance() {
+  const int before = balancer->active();
+  const int active = balancer->Tick();
+  if (active != before) {
+    FS_LOG_VERBOSE(1, "HTTP I/O threads taking connections: {} of {}", active, contexts.size());
+  }
+  int total = 0;
+  for (size_t i = 0; i < contexts.size(); ++i)
+    total += load[i].connections.load(std::memory_order_relaxed);
+  const int share = (total + active - 1) / active;
+  for (size_t i = 0; i < contexts.size(); ++i) {
+    const int has = load[i].connections.load(std::memory_order_relaxed);
+    const int excess = static_cast<int>(i) < active ? has - share : has;
+    load[i].shed.store(std::max(excess, 0), std::memory_order_relaxed);
+  }
+}
+
+int HttpListener::Impl::TakeMoveTarget(size_t from) {
+  // The common case, once per request: one relaxed load.
+  const int left = load[from].shed.load(std::memory_order_relaxed);
+  if (left <= 0) return -1;
+  // Only this thread takes from its count; a tick that overwrites it meanwhile is newer.
+  load[from].shed.store(left - 1, std::memory_order_relaxed);
+  const size_t to = LeastLoaded(balancer->active());
+  if (to == from) return -1;
+  return static_cast<int>(to);
+}
+
+void HttpListener::Impl::MoveSession(size_t from, Session* s, size_t to,
+                                     tcp::socket::native_handle_type fd) {
+  load[from].connections.fetch_sub(1, std::memory_order_relaxed);
+  load[to].connections.fetch_add(1, std::memory_order_relaxed);
+  // Registered with the new thread's reactor here; only that thread uses it from now on.
+  tcp::socket moved(*contexts[to]);
+  beast::error_code ec;
+  moved.assign(protocol, fd, ec);
+  if (ec) {
+    ::close(fd);
+    load[to].connections.fetch_sub(1, std::memory_order_relaxed);
+    load[from].connections.fetch_add(1, std::memory_order_relaxed);
+    RemoveSession(from, s);
+    return;
+  }
+  asio::post(*contexts[to], [this, to, moved = std::move(moved)]() mutable {
+    AdoptSession(to, std::move(moved));
+  });
+  sessions[from].erase(s);  // may drop the last owner
 }
 
 HttpListener::HttpListener(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -721,6 +837,8 @@ Result<std::unique_ptr<HttpListener>> HttpListener::Start(const HttpListenerOpti
     impl->guards.push_back(asio::make_work_guard(*impl->contexts.back()));
   }
   impl->sessions.resize(n);
+  impl->load = std::make_unique<Impl::Load[]>(static_cast<size_t>(n));
+  impl->balancer = std::make_unique<IoThreadBalancer>(n, options.io_balance);
   for (int i = 0; i < n; ++i) impl->lifelines.push_back(std::make_shared<Lifeline>());
   impl->awaiting.resize(n);
   impl->shortest_timeout = kLingerTime;
@@ -753,11 +871,23 @@ Result<std::unique_ptr<HttpListener>> HttpListener::Start(const HttpListenerOpti
   impl->acceptor->listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return fail("listen on");
   impl->port = impl->acceptor->local_endpoint().port();
+  impl->protocol = endpoint.protocol();
 
   impl->Accept();
   for (int i = 0; i < n; ++i) {
     Impl* raw = impl.get();
     impl->threads.emplace_back([raw, i] { raw->Run(i); });
+  }
+  if (n > 1) {
+    std::vector<clockid_t> clocks;
+    for (auto& t : impl->threads) {
+      clockid_t clock{};
+      if (pthread_getcpuclockid(t.native_handle(), &clock) != 0) clock = CLOCK_MONOTONIC;
+      clocks.push_back(clock);
+    }
+    impl->balancer->SetThreadClocks(std::move(clocks));
+    impl->balance_timer.emplace(*impl->contexts[0]);
+    asio::post(*impl->contexts[0], [raw = impl.get()] { raw->ScheduleBalance(); });
   }
   return std::unique_ptr<HttpListener>(new HttpListener(std::move(impl)));
 }
@@ -775,6 +905,7 @@ void HttpListener::Stop() {
   asio::post(*impl->contexts[0], [impl] {
     beast::error_code ec;
     impl->acceptor->close(ec);
+    if (impl->balance_timer) impl->balance_timer->cancel();
   });
   auto close_sessions = [impl](bool all) {
     for (size_t i = 0; i < impl->contexts.size(); ++i) {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "frontends/http/io_thread_balancer.h"
 
 namespace flowserve {
 
@@ -88,6 +89,8 @@ struct HttpListenerOptions {
   // Connections beyond this are answered 503 and closed at once; 0 = no limit.
   int max_connections = 0;
   HttpPrecheck precheck;  // optional
+  // When a second (third...) I/O thread starts taking connections, and when it stops.
+  IoThreadBalancer::Policy io_balance;
 };
 
 class HttpListener {
