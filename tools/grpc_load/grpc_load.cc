@@ -1,14 +1,17 @@
 // grpc_load: keeps N ModelInfer calls in flight against one model and reports
 // throughput and latency percentiles, like perf_analyzer's concurrency mode.
 //
-//   grpc_load --url=127.0.0.1:8001 --model=identity --concurrency=8 --duration=5 [--stream|--cq]
+//   grpc_load --url=127.0.0.1:8001 --model=identity --concurrency=8 --duration=5
+//             [--stream|--cq|--h2]
 //
 // Each of the N slots re-issues its call from the completion callback, so the number of
 // outstanding requests stays exactly N without a thread per request. With --stream each
 // slot is one ModelStreamInfer stream instead, writing its next request when the answer
 // to the previous one arrives (the same N in flight, without a call per request). With
 // --cq the unary calls are issued and completed by one thread on a completion queue
-// instead of grpc's callback executor: about half the client CPU per call.
+// instead of grpc's callback executor: about half the client CPU per call. With --h2 they
+// go over one plain HTTP/2 connection driven by nghttp2 on one thread, with no grpc++ in
+// the client at all (h2_unary_load.h).
 #include <absl/synchronization/mutex.h>
 #include <grpcpp/grpcpp.h>
 #include <sys/resource.h>
@@ -27,6 +30,7 @@
 #include <vector>
 
 #include "grpc_service.grpc.pb.h"
+#include "h2_unary_load.h"
 
 namespace {
 
@@ -40,6 +44,7 @@ struct Options {
   double duration_s = 5.0;
   bool stream = false;
   bool cq = false;  // unary calls on one completion queue driven by one thread
+  bool h2 = false;  // unary calls over plain HTTP/2 by nghttp2 (h2_unary_load.h)
 };
 
 // CPU time (user + system) of this process so far, in microseconds.
@@ -84,16 +89,33 @@ Options Parse(int argc, char** argv) {
       o.stream = true;
     } else if (std::strcmp(argv[i], "--cq") == 0) {
       o.cq = true;
+    } else if (std::strcmp(argv[i], "--h2") == 0) {
+      o.h2 = true;
     } else {
       std::fprintf(
           stderr,
           "usage: %s [--url=host:port] [--model=name] [--input=INPUT0] "
-          "[--concurrency=N] [--elements=N] [--warmup=s] [--duration=s] [--stream] [--cq]\n",
+          "[--concurrency=N] [--elements=N] [--warmup=s] [--duration=s] [--stream|--cq|--h2]\n",
           argv[0]);
       std::exit(2);
     }
   }
   return o;
+}
+
+// The one request every call sends: ELEMENTS FP32 counting up from 0.
+inference::ModelInferRequest Request(const Options& o) {
+  inference::ModelInferRequest request;
+  request.set_model_name(o.model);
+  auto* in = request.add_inputs();
+  in->set_name(o.input);
+  in->set_datatype("FP32");
+  in->add_shape(o.elements);
+  std::vector<float> data(o.elements);
+  for (int i = 0; i < o.elements; ++i) data[i] = static_cast<float>(i);
+  request.add_raw_input_contents()->assign(reinterpret_cast<const char*>(data.data()),
+                                           data.size() * sizeof(float));
+  return request;
 }
 
 class Load {
@@ -102,16 +124,8 @@ class Load {
       : stub_(inference::GRPCInferenceService::NewStub(channel)),
         stream_(o.stream),
         cq_mode_(o.cq && !o.stream),
+        request_(Request(o)),
         slots_(o.concurrency) {
-    request_.set_model_name(o.model);
-    auto* in = request_.add_inputs();
-    in->set_name(o.input);
-    in->set_datatype("FP32");
-    in->add_shape(o.elements);
-    std::vector<float> data(o.elements);
-    for (int i = 0; i < o.elements; ++i) data[i] = static_cast<float>(i);
-    request_.add_raw_input_contents()->assign(reinterpret_cast<const char*>(data.data()),
-                                              data.size() * sizeof(float));
     for (auto& s : slots_) s.latencies_us.reserve(1 << 16);
   }
 
@@ -290,29 +304,17 @@ uint32_t Percentile(std::vector<uint32_t>& v, double p) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  Options o = Parse(argc, argv);
-  // Debian's abseil keeps absl::Mutex's deadlock detector on (built without NDEBUG): a
-  // global lock graph updated on every lock grpc takes, a few percent of this client's
-  // CPU in `perf`, which shares the cores with the server it measures. Off, as the server.
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(-1);
-  auto channel = grpc::CreateCustomChannel(o.url, grpc::InsecureChannelCredentials(), args);
-  if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10))) {
-    std::fprintf(stderr, "grpc_load: cannot connect to %s\n", o.url.c_str());
-    return 1;
-  }
-  Load load(o, channel);
-  load.Start();
+// Warm-up, then the measured window: the calls completed in it, their latencies, and the
+// client's own CPU per call (on a small machine shared with the server it can be what
+// caps the throughput). Prints one line; the exit status says whether any call failed.
+template <typename L>
+int Measure(const Options& o, L& load, const char* mode) {
   std::this_thread::sleep_for(std::chrono::duration<double>(o.warmup_s));
   load.SetMeasuring(true);
   uint64_t t0 = NowNs();
   const double cpu0 = CpuUs();
   std::this_thread::sleep_for(std::chrono::duration<double>(o.duration_s));
   load.SetMeasuring(false);
-  // The client's own cost: on a small machine shared with the server it can be what
-  // caps the throughput.
   const double client_cpu = CpuUs() - cpu0;
   double seconds = static_cast<double>(NowNs() - t0) / 1e9;
   load.Stop();
@@ -327,8 +329,41 @@ int main(int argc, char** argv) {
   std::printf(
       "mode=%s concurrency=%d requests=%zu throughput=%.1f p50_us=%u p90_us=%u p99_us=%u "
       "errors=%llu client_cpu_us=%.1f\n",
-      o.stream ? "stream" : (o.cq ? "unary-cq" : "unary"), o.concurrency, lat.size(), throughput,
-      p50, p90, p99, static_cast<unsigned long long>(load.errors()),
+      mode, o.concurrency, lat.size(), throughput, p50, p90, p99,
+      static_cast<unsigned long long>(load.errors()),
       lat.empty() ? 0.0 : client_cpu / static_cast<double>(lat.size()));
   return load.errors() > 0 ? 1 : 0;
+}
+
+int main(int argc, char** argv) {
+  Options o = Parse(argc, argv);
+  if (o.h2) {
+    const size_t colon = o.url.rfind(':');
+    if (colon == std::string::npos) {
+      std::fprintf(stderr, "grpc_load: --url must be host:port, not %s\n", o.url.c_str());
+      return 2;
+    }
+    grpc_load::H2UnaryLoad load(o.url.substr(0, colon), std::atoi(o.url.c_str() + colon + 1),
+                                Request(o).SerializeAsString(), o.concurrency);
+    std::string error;
+    if (!load.Start(&error)) {
+      std::fprintf(stderr, "grpc_load: %s\n", error.c_str());
+      return 1;
+    }
+    return Measure(o, load, "unary-h2");
+  }
+  // Debian's abseil keeps absl::Mutex's deadlock detector on (built without NDEBUG): a
+  // global lock graph updated on every lock grpc takes, a few percent of this client's
+  // CPU in `perf`, which shares the cores with the server it measures. Off, as the server.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  auto channel = grpc::CreateCustomChannel(o.url, grpc::InsecureChannelCredentials(), args);
+  if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10))) {
+    std::fprintf(stderr, "grpc_load: cannot connect to %s\n", o.url.c_str());
+    return 1;
+  }
+  Load load(o, channel);
+  load.Start();
+  return Measure(o, load, o.stream ? "stream" : (o.cq ? "unary-cq" : "unary"));
 }

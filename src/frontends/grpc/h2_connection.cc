@@ -18,6 +18,11 @@ namespace {
 
 // nghttp2's output is collected up to this much before the socket write.
 constexpr size_t kWriteHighWater = 256 * 1024;
+// Received bytes are handed to nghttp2 this many at a time; between slices the answers
+// ready so far (messages, or statuses without one) are written once there are
+// kEarlyFlushAnswers of them (see ReadSome).
+constexpr size_t kFeedSlice = 1024;
+constexpr int kEarlyFlushAnswers = 2;
 // Flow control: a whole 1 MiB tensor may arrive without waiting for WINDOW_UPDATEs
 // (nghttp2's default, 64 KiB, costs round trips that grpc's BDP probing would avoid).
 constexpr int32_t kStreamWindow = 1 << 20;
@@ -305,8 +310,18 @@ bool H2Connection::ReadSome() {
     // As grpc: bytes from the peer prove it alive and push the next keepalive ping back.
     ping_outstanding_ = false;
     next_ping_ = H2Clock::now() + std::chrono::milliseconds(keepalive_ms_);
-    if (nghttp2_session_mem_recv(session_, buf, static_cast<size_t>(n)) < 0) return false;
-    if (closing_) return true;
+    // Fed in slices, so that answers go out while the rest of the read is worked on: a
+    // client with many calls on one connection sends them in one segment, and answering
+    // them all at once would keep it waiting for the whole batch, then the server for the
+    // client's next one, each side idle half of the time.
+    for (size_t off = 0; off < static_cast<size_t>(n);) {
+      const size_t slice = std::min(static_cast<size_t>(n) - off, kFeedSlice);
+      if (nghttp2_session_mem_recv(session_, buf + off, slice) < 0) return false;
+      off += slice;
+      if (closing_) return true;
+      if (off < static_cast<size_t>(n) && answered_unflushed_ >= kEarlyFlushAnswers && !Flush())
+        return false;
+    }
     if (static_cast<size_t>(n) < sizeof buf && (ssl_ == nullptr || SSL_pending(ssl_) == 0)) {
       return true;
     }
@@ -339,6 +354,7 @@ bool H2Connection::WriteOut() {
 
 bool H2Connection::Flush() {
   if (handshaking_) return true;
+  answered_unflushed_ = 0;
   for (;;) {
     while (wbuf_.size() - wbuf_off_ < kWriteHighWater) {
       const uint8_t* data;
@@ -554,6 +570,7 @@ void H2Connection::StartResponse(H2Stream& s) {
 
 void H2Connection::SendMessage(H2Stream& s, std::string framed) {
   if (s.finished || s.finishing) return;
+  ++answered_unflushed_;
   const size_t size = framed.size() - 5;
   const size_t max = static_cast<size_t>(ctx().options.max_message_bytes);
   if (size > max) {
@@ -577,6 +594,7 @@ void H2Connection::SendMessage(H2Stream& s, std::string framed) {
 
 void H2Connection::Finish(H2Stream& s, int grpc_code, std::string_view message) {
   if (s.finished || s.finishing) return;
+  if (!s.headers_sent) ++answered_unflushed_;  // an answer without a message
   s.status = grpc_code;
   s.message = PercentEncode(message);
   if (!s.headers_sent) {

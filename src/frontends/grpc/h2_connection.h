@@ -126,6 +126,7 @@ class H2Connection {
   size_t wbuf_off_ = 0;
   bool want_write_ = false;
   bool draining_ = false, closing_ = false;
+  int answered_unflushed_ = 0;  // answers submitted since the last Flush
 
   // Keepalive (grpc's semantics: see GrpcOptions).
   H2Clock::time_point created_, next_deadline_;
