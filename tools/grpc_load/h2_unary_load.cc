@@ -97,9 +97,9 @@ struct H2UnaryLoad::Impl {
     static const std::string kPost = "POST", kHttp = "http",
                              kPath = "/inference.GRPCInferenceService/ModelInfer",
                              kGrpc = "application/grpc", kTrailers = "trailers";
-    const nghttp2_nv headers[] = {Header(":method", kPost),         Header(":scheme", kHttp),
-                                  Header(":path", kPath),           Header(":authority", authority),
-                                  Header("content-type", kGrpc),    Header("te", kTrailers)};
+    const nghttp2_nv headers[] = {Header(":method", kPost),      Header(":scheme", kHttp),
+                                  Header(":path", kPath),        Header(":authority", authority),
+                                  Header("content-type", kGrpc), Header("te", kTrailers)};
     nghttp2_data_provider body{};
     body.read_callback = [](nghttp2_session* s, int32_t stream, uint8_t* buf, size_t length,
                             uint32_t* flags, nghttp2_data_source*, void* user) -> ssize_t {
@@ -230,8 +230,9 @@ bool H2UnaryLoad::Start(std::string* error) {
         return static_cast<ssize_t>(length);
       });
   nghttp2_session_callbacks_set_on_header_callback(
-      cb, [](nghttp2_session* s, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
-             const uint8_t* value, size_t valuelen, uint8_t, void* user) -> int {
+      cb,
+      [](nghttp2_session* s, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
+         const uint8_t* value, size_t valuelen, uint8_t, void* user) -> int {
         auto* self = static_cast<Impl*>(user);
         auto slot = reinterpret_cast<uintptr_t>(
             nghttp2_session_get_stream_user_data(s, frame->hd.stream_id));
@@ -242,8 +243,9 @@ bool H2UnaryLoad::Start(std::string* error) {
         return 0;
       });
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(
-      cb, [](nghttp2_session* s, uint8_t, int32_t stream, const uint8_t*, size_t length,
-             void* user) -> int {
+      cb,
+      [](nghttp2_session* s, uint8_t, int32_t stream, const uint8_t*, size_t length,
+         void* user) -> int {
         auto slot = reinterpret_cast<uintptr_t>(nghttp2_session_get_stream_user_data(s, stream));
         static_cast<Impl*>(user)->calls[slot].received += length;
         return 0;
