@@ -74,7 +74,7 @@ measure() {
       awk '{ printf "%s %.0f %.0f %s -", $1, $2 * 1000, $3 * 1000, $4 }')
   else
     # Unary calls over one HTTP/2 connection driven by nghttp2 (--h2): about 2.5 us of
-    # client CPU per call, against 13-15 for grpc++'s client on a completion queue, which
+    # client CPU per call, against 11-13 for grpc++'s client on a completion queue, which
     # on 2 shared cores capped the throughput the server was measured at (as wrk, a lean
     # client, does not for HTTP). Streams still use grpc++'s client.
     local flag=--h2
