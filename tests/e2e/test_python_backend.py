@@ -862,6 +862,25 @@ class TritonPythonModel:
 """
 
 
+def memfd_sizes(pid, name):
+    """Sizes of the memfd mappings called `name` in process `pid`."""
+    sizes = []
+    for line in pathlib.Path(f"/proc/{pid}/maps").read_text().splitlines():
+        if f"memfd:{name}" in line:
+            lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+            sizes.append(hi - lo)
+    return sizes
+
+
+def grpc_infer_stub(s):
+    import grpc
+    import grpc_stubs
+    pb2, pb2_grpc = grpc_stubs.load()
+    return pb2, pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(
+        s.grpc_url, options=[("grpc.max_receive_message_length", 64 << 20),
+                             ("grpc.max_send_message_length", 64 << 20)]))
+
+
 def test_large_tensor_round_trip(tmp_path):
     python_model(tmp_path, "pyid", IDENT,
                  cfg("pyid", [io("INPUT0", "TYPE_UINT8", [-1])], [io("OUTPUT0", "TYPE_UINT8", [-1])]))
@@ -869,25 +888,91 @@ def test_large_tensor_round_trip(tmp_path):
     with Server(tmp_path, wait="ready", args=["--backend-config=python,shm-default-byte-size=2097152",
                                               f"--backend-config=python,shm-growth-byte-size={growth}"]) as s:
         def arena_sizes():
-            sizes = set()
-            for line in pathlib.Path(f"/proc/{s.proc.pid}/maps").read_text().splitlines():
-                if "memfd:flowserve-python" in line:
-                    lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
-                    sizes.add(hi - lo)
-            return sizes
+            return set(memfd_sizes(s.proc.pid, "flowserve-python"))
+        # Over HTTP, bodies of 64 KiB and more are read into shareable memory, which the
+        # process maps: their inputs never reach the arena, however large.
         for size in (0, 1, 1000, 100_000, 4 << 20, 9 << 20, 3):
             x = np.random.randint(0, 255, size, dtype=np.uint8)
             r = ok(infer(s, "pyid", {"INPUT0": (x, "UINT8")}))
             np.testing.assert_array_equal(r["OUTPUT0"], x)
-            # The arena starts at shm-default-byte-size and grows in steps of
-            # shm-growth-byte-size. The output points into it, so the previous arena may
-            # still be held by the last response when a larger one is made: it goes later.
-            if size == 100_000:
-                assert arena_sizes() == {2097152}, arena_sizes()
+            assert arena_sizes() == {2097152}, (size, arena_sizes())
+        # gRPC requests live in the server's heap: copied into the arena, which starts at
+        # shm-default-byte-size and grows in steps of shm-growth-byte-size. The output
+        # points into it, so the previous arena may still be held by the last response when
+        # a larger one is made: it goes later.
+        pb2, stub = grpc_infer_stub(s)
+        for size in (4 << 20, 9 << 20, 3):
+            x = np.random.randint(0, 255, size, dtype=np.uint8)
+            req = pb2.ModelInferRequest(model_name="pyid")
+            req.inputs.append(pb2.ModelInferRequest.InferInputTensor(
+                name="INPUT0", datatype="UINT8", shape=[size]))
+            req.raw_input_contents.append(x.tobytes())
+            resp = stub.ModelInfer(req, timeout=60)
+            np.testing.assert_array_equal(np.frombuffer(resp.raw_output_contents[0], np.uint8), x)
             if size == 4 << 20:
                 grown = -(-(4 << 20) // growth) * growth
                 assert max(arena_sizes()) == grown, arena_sizes()
                 assert arena_sizes() <= {2097152, grown}, arena_sizes()
+
+
+def test_large_http_inputs_are_mapped_not_copied(tmp_path):
+    # A large HTTP body is read into shareable memory; the Python process maps that buffer
+    # (once: buffers are pooled and reused) and the input views it, and an output viewing
+    # the input goes back by reference into it: no copy on either side. Concurrent clients
+    # with distinct bytes and 2 instances would show a buffer reused too early as another
+    # request's bytes. More clients than the pool keeps idle make it free buffers, which
+    # the processes must unmap too.
+    python_model(tmp_path, "pyview", """
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            x = pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy()
+            out.append(pb_utils.InferenceResponse([
+                pb_utils.Tensor("OUTPUT0", x), pb_utils.Tensor("OUTPUT1", x[:, 7:])]))
+        return out
+""", cfg("pyview", [io("INPUT0", "TYPE_UINT8", [-1])],
+         [io("OUTPUT0", "TYPE_UINT8", [-1]), io("OUTPUT1", "TYPE_UINT8", [-1])], max_batch_size=8,
+         extra="instance_group [ { count: 2 kind: KIND_CPU } ]\ndynamic_batching { }"))
+    with Server(tmp_path, wait="ready") as s:
+        failures = []
+        sizes = (70_000, 1 << 20, 3 << 20, 100_000)
+
+        def client(seed):
+            rng = np.random.default_rng(seed)
+            for i in range(12):
+                n = sizes[(seed + i) % len(sizes)]
+                x = np.full((1, n), (seed * 37 + i) % 256, dtype=np.uint8)
+                x[0, :32] = rng.integers(0, 255, 32)
+                x[0, -8:] = rng.integers(0, 255, 8)
+                code, r = infer(s, "pyview", {"INPUT0": (x, "UINT8")})
+                if (code != 200 or not np.array_equal(r["OUTPUT0"], x)
+                        or not np.array_equal(r["OUTPUT1"], x[:, 7:])):
+                    failures.append((seed, i, n, code))
+        raised = concurrently(client, 12)
+        assert not raised and not failures, (raised, failures[:5])
+        stubs = stubs_of(s.proc.pid)
+        assert len(stubs) == 2, stubs
+        for pid in stubs:
+            # Inputs were never copied into an arena (it stays at its first 1 MiB) and the
+            # outputs never into an output segment.
+            assert max(memfd_sizes(pid, "flowserve-python")) == 1 << 20, memfd_sizes(pid, "flowserve-python")
+            assert not memfd_sizes(pid, "flowserve-py-out"), "an output viewing an input was copied"
+            assert memfd_sizes(pid, "flowserve-body"), "the process never mapped a request body"
+        # The next execute message tells a process which buffers are gone: the one that
+        # serves these maps none the server no longer has (an idle one learns at its next
+        # request).
+        mapped = [len(memfd_sizes(pid, "flowserve-body")) for pid in stubs]
+        x = np.arange(200_000, dtype=np.uint8).reshape(1, -1)
+        for _ in range(8):
+            np.testing.assert_array_equal(ok(infer(s, "pyview", {"INPUT0": (x, "UINT8")}))["OUTPUT0"], x)
+        server_buffers = len(memfd_sizes(s.proc.pid, "flowserve-body"))
+        assert server_buffers <= 9, server_buffers  # the pool's idle ones and the one in use
+        now = [len(memfd_sizes(pid, "flowserve-body")) for pid in stubs]
+        assert min(now) <= server_buffers, (mapped, now, server_buffers)
 
 
 def test_pooled_output_segments_are_not_reused_while_being_sent(tmp_path):
@@ -1072,7 +1157,10 @@ def test_no_leaks_over_requests_and_reloads(tmp_path):
             fds = len(os.listdir(f"/proc/{s.proc.pid}/fd"))
             maps = pathlib.Path(f"/proc/{s.proc.pid}/maps").read_text().count("memfd:flowserve-py")  # arenas and output segments
             shm = len(os.listdir("/dev/shm"))
-            return fds, maps, shm, len(stubs_of(s.proc.pid))
+            # request bodies in shareable memory: pooled, so bounded (the idle ones and
+            # the one in use)
+            bodies = pathlib.Path(f"/proc/{s.proc.pid}/maps").read_text().count("memfd:flowserve-body")
+            return fds, maps, shm, len(stubs_of(s.proc.pid)), bodies
 
         sess = requests.Session()
         small = np.arange(16, dtype=np.float32)
@@ -1107,6 +1195,7 @@ def test_no_leaks_over_requests_and_reloads(tmp_path):
         assert after[1] <= before[1] + 1, (before, after)  # mapped segments
         assert after[2] <= before[2], (before, after)      # /dev/shm entries
         assert after[3] == 1, (before, after)              # processes
+        assert after[4] <= 9, (before, after)              # body buffers
 
 
 def test_example_digits_image_ensemble(tmp_path):

@@ -21,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/shareable_buffer.h"
 #include "frontends/http/http_listener.h"
 
 namespace flowserve {
@@ -205,6 +206,66 @@ TEST(HttpListener, RequestsInPiecesAreReadWhole) {
       ASSERT_NE(r.find("\r\n\r\n/k" + std::to_string(i) + " 4 body|body"), std::string::npos) << r;
     }
   }
+}
+
+// Bodies from 64 KiB on are read into shareable memory (a backend's process maps it),
+// straight from the socket: whole when they come in pieces, with a pipelined request
+// behind them, after 100-continue, NUL-terminated like any body; smaller ones are not.
+TEST(HttpListener, LargeBodiesAreReadIntoShareableMemory) {
+  auto listener =
+      HttpListener::Start("127.0.0.1", 0, 1, [](const HttpRequest& req, HttpRespond respond) {
+        const char* d = req.body_data();
+        const size_t n = req.body_size();
+        HttpReply r;
+        r.content_type = "text/plain";
+        r.body = std::string(req.path()) + " " + std::to_string(n) + " " +
+                 std::string(d, std::min<size_t>(n, 8)) + "|" +
+                 std::string(d + (n > 8 ? n - 8 : 0), std::min<size_t>(n, 8)) +
+                 (FindShareable(d, n) ? " shared" : " heap") + (d[n] == '\0' ? " nul" : " no-nul") +
+                 (*req.body() == std::string(d, n) ? " same" : " differs");
+        respond(std::move(r));
+      });
+  ASSERT_TRUE(listener.ok()) << listener.status().message();
+  Client c((*listener)->port());
+  ASSERT_TRUE(c.connected());
+  auto post = [](const std::string& path, const std::string& body, const std::string& extra = "") {
+    return "POST " + path + " HTTP/1.1\r\nHost: x\r\n" + extra +
+           "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  };
+  auto pause = [] { std::this_thread::sleep_for(std::chrono::milliseconds(5)); };
+  std::string big(100'000, 'q');
+  big.replace(0, 8, "BEGIN---");
+  big.replace(big.size() - 8, 8, "----END.");
+  const std::string a = post("/big", big);
+  const std::string small = post("/small", "0123456789abcdef");
+  // The header and the body's start in one piece, the rest and the next request in another.
+  c.Send(a.substr(0, 5000));
+  pause();
+  ASSERT_TRUE(c.SendAll(a.substr(5000) + small));
+  EXPECT_NE(c.ReadResponse().find("\r\n\r\n/big 100000 BEGIN---|----END. shared nul same"),
+            std::string::npos);
+  EXPECT_NE(c.ReadResponse().find("/small 16 01234567|89abcdef heap nul same"), std::string::npos);
+  // The threshold, and one byte under it.
+  ASSERT_TRUE(c.SendAll(post("/at", std::string(65536, 'a'))));
+  EXPECT_NE(c.ReadResponse().find("/at 65536 aaaaaaaa|aaaaaaaa shared nul same"), std::string::npos);
+  ASSERT_TRUE(c.SendAll(post("/under", std::string(65535, 'u'))));
+  EXPECT_NE(c.ReadResponse().find("/under 65535 uuuuuuuu|uuuuuuuu heap nul same"),
+            std::string::npos);
+  // Expect: 100-continue: the body follows the interim answer.
+  const std::string head = post("/cont", "", "Expect: 100-continue\r\n");
+  c.Send(head.substr(0, head.find("Content-Length")) + "Content-Length: 100000\r\n\r\n");
+  EXPECT_NE(c.ReadResponse().find("100 Continue"), std::string::npos);
+  ASSERT_TRUE(c.SendAll(big));
+  EXPECT_NE(c.ReadResponse().find("/cont 100000 BEGIN---|----END. shared nul same"),
+            std::string::npos);
+  // A client that stops half way and closes: the connection goes, the listener serves on.
+  {
+    Client quitter((*listener)->port());
+    quitter.Send(a.substr(0, 50'000));
+  }
+  Client d((*listener)->port());
+  ASSERT_TRUE(d.SendAll(a));
+  EXPECT_NE(d.ReadResponse().find("/big 100000 BEGIN---|----END. shared"), std::string::npos);
 }
 
 TEST(HttpListener, OversizedBodyIs413AndConnectionCloses) {

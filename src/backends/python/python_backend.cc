@@ -22,6 +22,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -34,6 +35,7 @@
 #include "common/client_activity.h"
 #include "common/custom_metrics.h"
 #include "common/logging.h"
+#include "common/shareable_buffer.h"
 #include "core/response_sender.h"
 #include "model_config.pb.h"
 #include "repository/model_repository.h"
@@ -47,6 +49,13 @@ using Clock = std::chrono::steady_clock;
 using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 
 constexpr size_t kAlign = 64;
+// Inputs from this size on travel as a reference into the shareable buffer they lie in
+// (if they do) instead of a copy into the arena: below it the copy is cheaper than the
+// lookup and the process's page faults on a mapping of its own.
+constexpr size_t kShareMinBytes = 16 << 10;
+// New shareable buffers one execute message may carry (with the arena's, the descriptors
+// must fit the channel's limit per message).
+constexpr size_t kMaxNewRegions = 8;
 size_t AlignUp(size_t n, size_t a = kAlign) { return (n + a - 1) / a * a; }
 
 // --backend-config=python,<key>=<value>
@@ -280,12 +289,14 @@ struct ArenaHold {
   std::shared_ptr<Arena> arena;
 };
 
-// The pooled segments, and the batch's arena, one message may point into.
+// The pooled segments, and the batch's arena and regions, one message may point into.
 struct SegmentRefs {
   std::shared_ptr<SegmentCache> cache;
   std::map<int64_t, std::shared_ptr<Lease>> leases;
   std::shared_ptr<Arena> arena;  // null: no arena references allowed (decoupled, BLS)
   std::shared_ptr<ArenaHold> arena_hold;
+  // The shareable buffers (request bodies) the batch's inputs were sent in, by id.
+  std::map<uint64_t, std::shared_ptr<ShareableBuffer>> regions;
 };
 
 // A tensor description {"n","t","s","l"} from the stub, pointing into the frame's tail, a
@@ -352,6 +363,19 @@ Result<Tensor> DecodeTensor(const rapidjson::Value& d, const Frame& frame,
     base = hold->arena->map->data();
     limit = hold->arena->map->size();
     t.owner = std::shared_ptr<const void>(hold, base);
+  } else if (kind == "r" && loc.Size() == 4 && loc[1].IsUint64() && loc[2].IsUint64() &&
+             loc[3].IsUint64()) {
+    // An output viewing an input that came in a shareable buffer: the response holds the
+    // buffer, so nothing reuses it before the response is written out.
+    auto it = segments == nullptr ? decltype(segments->regions)::iterator()
+                                  : segments->regions.find(loc[1].GetUint64());
+    if (segments == nullptr || it == segments->regions.end())
+      return Internal("tensor '" + t.name + "' points into a region that is not its batch's");
+    off = loc[2].GetUint64();
+    size = loc[3].GetUint64();
+    base = it->second->data();
+    limit = it->second->capacity();
+    t.owner = std::shared_ptr<const void>(it->second, base);
   } else {
     return Internal("tensor '" + t.name + "': bad location");
   }
@@ -775,10 +799,41 @@ class PythonInstance : public BackendInstance {
              std::span<InferenceResponse* const> responses) {
     const ModelInfo& info = *info_;
     // Inputs are copied once, into the arena the process maps (request bytes live in the
-    // server's heap, which the process cannot see).
+    // server's heap, which the process cannot see), unless they lie in a shareable buffer
+    // (a large HTTP body): then the process maps that buffer (once) and reads them there.
+    std::vector<std::optional<ShareableSpan>> shared;
+    std::map<uint64_t, std::shared_ptr<ShareableBuffer>> regions;  // the batch's, by id
+    std::vector<const ShareableBuffer*> new_regions;  // the process has not mapped them yet
     size_t need = 0;
-    for (auto* r : requests)
-      for (const auto& t : r->inputs) need = AlignUp(need) + t.byte_size;
+    for (auto* r : requests) {
+      for (const auto& t : r->inputs) {
+        auto& span = shared.emplace_back();
+        if (t.byte_size >= kShareMinBytes) span = FindShareable(t.data, t.byte_size);
+        if (span) {
+          const uint64_t id = span->buffer->id();
+          if (regions.count(id) || regions_sent_.count(id)) {
+            regions.emplace(id, span->buffer);
+          } else if (new_regions.size() < kMaxNewRegions) {
+            regions.emplace(id, span->buffer);
+            regions_sent_.insert(id);
+            new_regions.push_back(span->buffer.get());
+          } else {
+            span.reset();  // descriptors per message are limited: this one is copied
+          }
+        }
+        if (!span) need = AlignUp(need) + t.byte_size;
+      }
+    }
+    // Buffers the process mapped that are gone now: it unmaps them.
+    std::vector<uint64_t> gone_regions;
+    for (auto it = regions_sent_.begin(); it != regions_sent_.end();) {
+      if (regions.count(*it) || ShareableBufferAlive(*it)) {
+        ++it;
+      } else {
+        gone_regions.push_back(*it);
+        it = regions_sent_.erase(it);
+      }
+    }
     int new_arena_fd = -1;
     UniqueFd arena_fd_guard;
     std::vector<int64_t> dropped_arenas;
@@ -812,6 +867,31 @@ class PythonInstance : public BackendInstance {
       }
       w.Key("ai");
       w.Int64(arena.value()->id);
+      if (!new_regions.empty()) {
+        // [fd index, id, size]: the descriptors follow the arena's, if any.
+        w.Key("regions");
+        w.StartArray();
+        for (size_t k = 0; k < new_regions.size(); ++k) {
+          w.StartArray();
+          w.Uint64((new_arena_fd >= 0 ? 1 : 0) + k);
+          w.Uint64(new_regions[k]->id());
+          w.Uint64(new_regions[k]->capacity());
+          w.EndArray();
+        }
+        w.EndArray();
+      }
+      if (!gone_regions.empty()) {
+        w.Key("rdrop");
+        w.StartArray();
+        for (uint64_t id : gone_regions) w.Uint64(id);
+        w.EndArray();
+      }
+      if (!regions.empty()) {
+        w.Key("ru");  // outputs may point into these
+        w.StartArray();
+        for (const auto& [id, _] : regions) w.Uint64(id);
+        w.EndArray();
+      }
       if (!freed.empty()) {
         w.Key("free");
         w.StartArray();
@@ -831,6 +911,7 @@ class PythonInstance : public BackendInstance {
       w.Key("r");
       w.StartArray();
       size_t off = 0;
+      size_t input_index = 0;
       for (auto* r : requests) {
         w.StartObject();
         if (!r->id.empty()) {
@@ -875,18 +956,25 @@ class PythonInstance : public BackendInstance {
         w.Key("i");
         w.StartArray();
         for (const auto& t : r->inputs) {
-          off = AlignUp(off);
-          if (t.byte_size) std::memcpy(arena_data + off, t.data, t.byte_size);
+          const auto& span = shared[input_index++];
           w.StartObject();
           WriteTensorHead(w, t);
           w.Key("l");
           w.StartArray();
-          w.String("a");
-          w.Uint64(off);
+          if (span) {
+            w.String("r");
+            w.Uint64(span->buffer->id());
+            w.Uint64(span->offset);
+          } else {
+            off = AlignUp(off);
+            if (t.byte_size) std::memcpy(arena_data + off, t.data, t.byte_size);
+            w.String("a");
+            w.Uint64(off);
+            off += t.byte_size;
+          }
           w.Uint64(t.byte_size);
           w.EndArray();
           w.EndObject();
-          off += t.byte_size;
         }
         w.EndArray();
         w.EndObject();
@@ -894,9 +982,13 @@ class PythonInstance : public BackendInstance {
       w.EndArray();
       w.EndObject();
     });
-    int fds[1] = {new_arena_fd};
-    FS_RETURN_IF_ERROR(proc_->channel()->Send(
-        json, {}, new_arena_fd >= 0 ? std::span<const int>(fds, 1) : std::span<const int>{}));
+    std::vector<int> fds;
+    if (new_arena_fd >= 0) fds.push_back(new_arena_fd);
+    for (const ShareableBuffer* b : new_regions) fds.push_back(b->fd());
+    if (Status sent = proc_->channel()->Send(json, {}, fds); !sent.ok()) {
+      for (const ShareableBuffer* b : new_regions) regions_sent_.erase(b->id());
+      return sent;
+    }
 
     Frame frame;
     rapidjson::Document msg;
@@ -919,7 +1011,7 @@ class PythonInstance : public BackendInstance {
     if (!msg.HasMember("r") || !msg["r"].IsArray() || msg["r"].Size() != requests.size())
       return Internal("malformed execute reply from the Python process");
     const auto& items = msg["r"].GetArray();
-    SegmentRefs refs{segments_, {}, arena.value(), nullptr};
+    SegmentRefs refs{segments_, {}, arena.value(), nullptr, std::move(regions)};
     for (size_t i = 0; i < requests.size(); ++i) {
       FillResponse(*requests[i], *responses[i], items[i], frame, maps.value(), refs);
     }
@@ -1065,7 +1157,7 @@ class PythonInstance : public BackendInstance {
         resp->status = Internal(maps.status().message());
       } else {
         static const InferenceRequest kAllOutputs;  // the sender selects the requested ones
-        SegmentRefs refs{segments_, {}, nullptr, nullptr};
+        SegmentRefs refs{segments_, {}, nullptr, nullptr, {}};
         FillResponse(kAllOutputs, *resp, msg, frame, maps.value(), refs);
       }
     }
@@ -1248,6 +1340,7 @@ class PythonInstance : public BackendInstance {
       std::string how = proc_->WaitAndDescribe(/*reap=*/true);
       proc_.reset();
       arenas_.clear();  // the new process maps new arenas
+      regions_sent_.clear();  // and regions
       proc_dead_ = true;
       auto now = Clock::now();
       deaths.push_back(now);
@@ -1316,6 +1409,7 @@ class PythonInstance : public BackendInstance {
   std::string failed_;  // non-empty: not restarted any more, every request fails with it
   int restarts_ = 0;
   std::vector<std::shared_ptr<Arena>> arenas_;  // under mu_; the process maps each
+  std::set<uint64_t> regions_sent_;  // under mu_: shareable buffers the process has mapped
   int64_t next_arena_id_ = 1;                   // under mu_
   std::shared_ptr<SegmentCache> segments_;
 

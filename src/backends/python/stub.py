@@ -239,7 +239,7 @@ _DTYPES = {wire: np.dtype(t) for wire, t in pb_utils._WIRE_TO_NUMPY.items() if w
 _ndarray = np.ndarray
 
 
-def _decode_tensors(descs, tail, maps, arena):
+def _decode_tensors(descs, tail, maps, arena, regions=None):
     """Tensor descriptions -> pb_utils.Tensors viewing the shared buffers."""
     out = []
     for d in descs:
@@ -247,6 +247,8 @@ def _decode_tensors(descs, tail, maps, arena):
         kind = loc[0]
         if kind == "a":
             buf, off, size = arena, loc[1], loc[2]
+        elif kind == "r":
+            buf, off, size = regions[loc[1]].mm, loc[2], loc[3]
         elif kind == "f":
             buf, off, size = maps[loc[1]], loc[2], loc[3]
         else:
@@ -369,7 +371,8 @@ class OutputPool:
 
 
 class ArenaMap:
-    """An input arena as mapped here: outputs found inside it go back by reference."""
+    """An input arena, or a region of the server's (a large request body), as mapped
+    here: outputs found inside it go back by reference."""
     __slots__ = ("id", "mm", "base", "size")
 
     def __init__(self, aid, fd, size):
@@ -391,10 +394,11 @@ class Encoder:
     then stay held while the responses are written out, to save a copy cheaper than
     that."""
 
-    def __init__(self, inline_max, pool=None, arena=None):
+    def __init__(self, inline_max, pool=None, arena=None, regions=()):
         self.inline_max = inline_max
         self.pool = pool
         self.arena = arena
+        self.regions = regions  # the batch's regions (ArenaMap), referable like the arena
         self.items = []  # (desc, buffer: a C-contiguous little-endian array or bytes, bytes)
         self.total = 0  # bytes if every tensor were laid out one after another
         self.tail_len = 0
@@ -433,7 +437,9 @@ class Encoder:
         if self.total <= self.inline_max:
             return self._inline(items), [], {}
         if self.arena is not None:
-            items = self._refer_to_arena(items)
+            items = self._refer_to_arena(items, "a", self.arena)
+        for region in self.regions:
+            items = self._refer_to_arena(items, "r", region)
         total = 0
         for _desc, _raw, n in items:
             total = _align(total) + n
@@ -466,16 +472,16 @@ class Encoder:
         self.tail_len = pos
         return tail
 
-    def _refer_to_arena(self, items):
-        """Locates the outputs lying inside the arena; -> the other items."""
-        arena = self.arena
+    @staticmethod
+    def _refer_to_arena(items, kind, arena):
+        """Locates the outputs lying inside `arena` (an ArenaMap); -> the other items."""
         rest = []
         for item in items:
             desc, raw, n = item
             if n and not isinstance(raw, bytes):
                 off = raw.__array_interface__["data"][0] - arena.base
                 if 0 <= off and off + n <= arena.size:
-                    desc["l"] = ["a", arena.id, off, n]
+                    desc["l"] = [kind, arena.id, off, n]
                     continue
             rest.append(item)
         return rest
@@ -717,6 +723,7 @@ class Stub:
         self.ch = Channel(fd)
         self.model = None
         self.arenas = {}  # id -> ArenaMap
+        self.regions = {}  # id -> ArenaMap of a server region (sent once, kept until dropped)
         self.loop = None
         self.async_execute = False
         self.ipc = None
@@ -804,6 +811,16 @@ class Stub:
             self.arenas[aid] = ArenaMap(aid, fds[idx], size)
             os.close(fds[idx])
         arena = self.arenas[msg["ai"]]
+        regions = self.regions
+        if "rdrop" in msg:
+            for rid in msg["rdrop"]:
+                regions.pop(rid, None)
+        if "regions" in msg:
+            for idx, rid, size in msg["regions"]:
+                regions[rid] = ArenaMap(rid, fds[idx], size)
+                os.close(fds[idx])
+        used = msg.get("ru")
+        batch_regions = [regions[rid] for rid in used] if used else ()
         if "free" in msg:
             self.pool.release(msg["free"])
         enc = None
@@ -811,7 +828,7 @@ class Stub:
             requests = []
             model_name = msg.get("m", "")
             for r in msg["r"]:
-                inputs = _decode_tensors(r["i"], None, None, arena.mm)
+                inputs = _decode_tensors(r["i"], None, None, arena.mm, regions)
                 request = _request(model_name, r, inputs)
                 if self.decoupled:
                     # Threads of model.py may read the inputs after execute() returned,
@@ -836,7 +853,7 @@ class Stub:
                 raise pb_utils.TritonModelException(
                     f"execute() must return a list of {len(requests)} InferenceResponse "
                     f"(one per request), got {got}")
-            enc = Encoder(self.ipc.inline_max, self.pool, arena)
+            enc = Encoder(self.ipc.inline_max, self.pool, arena, batch_regions)
             add = enc.add
             out = []
             response_type = pb_utils.InferenceResponse

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <cstring>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -16,6 +17,7 @@
 #include "common/adaptive_spin.h"
 #include "common/client_activity.h"
 #include "common/logging.h"
+#include "common/shareable_buffer.h"
 #include "common/wake_batch.h"
 #include "frontends/http/beast.h"
 #include "frontends/http/quiet_read.h"
@@ -101,6 +103,10 @@ constexpr size_t kLingerMaxBytes = 64 << 20;
 constexpr size_t kLingerChunk = 64 << 10;
 // Room for a request's first read: a small request (header and a JSON body) arrives whole.
 constexpr size_t kFirstReadSize = 8 << 10;
+// Bodies from this size on are read into shareable memory (common/shareable_buffer.h):
+// a backend in another process then maps the tensors instead of copying them, and the
+// bytes go from the socket straight to their place (Beast would copy them once more).
+constexpr uint64_t kShareableBodyMin = 64 << 10;
 
 }  // namespace
 
@@ -358,6 +364,12 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void ReadBody() {
+    if (const auto length = parser_->content_length();
+        length && *length >= kShareableBodyMin && *length <= impl_->options.max_body_size) {
+      auto buf = ShareableBuffer::Acquire(*length);
+      if (buf.ok()) return ReadShareableBody(std::move(buf).value(), *length);
+      // No shared memory to be had: the body goes to the heap as any other.
+    }
     if (beast::error_code ec = ParseBuffered(/*whole=*/true); ec != bhttp::error::need_more) {
       if (ec) return OnReadError(ec);
       return OnRequest();
@@ -378,6 +390,23 @@ class Session : public std::enable_shared_from_this<Session> {
                         if (ec) return self->OnReadError(ec);
                         self->OnRequest();
                       });
+  }
+
+  // The parser has the header; the body's first bytes may sit in buffer_ (and bytes of a
+  // pipelined request after them, which stay there).
+  void ReadShareableBody(std::shared_ptr<ShareableBuffer> buf, size_t length) {
+    const auto buffered = buffer_.data();
+    const size_t have = std::min(length, buffered.size());
+    std::memcpy(buf->data(), buffered.data(), have);
+    buffer_.consume(have);
+    if (have == length) return OnRequest(std::move(buf), length);
+    char* rest = buf->data() + have;
+    asio::async_read(socket_, asio::buffer(rest, length - have),
+                     [self = shared_from_this(), buf = std::move(buf), length](
+                         beast::error_code ec, size_t) mutable {
+                       if (ec) return self->OnReadError(ec);
+                       self->OnRequest(std::move(buf), length);
+                     });
   }
 
   void OnReadError(beast::error_code ec) {
@@ -431,7 +460,8 @@ class Session : public std::enable_shared_from_this<Session> {
     impl_->awaiting[ctx_index_].count += on ? 1 : -1;
   }
 
-  void OnRequest() {
+  // `shareable`: the body, `length` bytes, read there instead of into the parser's.
+  void OnRequest(std::shared_ptr<ShareableBuffer> shareable = nullptr, size_t length = 0) {
     NoteRequestFrom(reinterpret_cast<uintptr_t>(this));
     state_ = State::kHandling;
     Disarm();
@@ -442,9 +472,16 @@ class Session : public std::enable_shared_from_this<Session> {
     head_only_ = msg.method() == bhttp::verb::head;
 
     HttpRequest request;
-    FillHttpRequest(request, msg.method_string(), msg.target(),
-                    static_cast<const bhttp::fields*>(&msg),
-                    std::make_shared<std::string>(std::move(msg.body())));
+    if (shareable) {
+      char* data = shareable->data();
+      data[length] = '\0';
+      FillHttpRequest(request, msg.method_string(), msg.target(),
+                      static_cast<const bhttp::fields*>(&msg), data, length, std::move(shareable));
+    } else {
+      FillHttpRequest(request, msg.method_string(), msg.target(),
+                      static_cast<const bhttp::fields*>(&msg),
+                      std::make_shared<std::string>(std::move(msg.body())));
+    }
 
     in_handler_ = true;
     impl_->handler(request, MakeRespond());

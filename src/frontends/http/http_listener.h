@@ -24,6 +24,10 @@ class HttpRequest;
 // feed a handler without a socket. A null `body` becomes an empty one.
 void FillHttpRequest(HttpRequest& r, std::string_view method, std::string_view target,
                      const void* fields, std::shared_ptr<std::string> body);
+// The same with a body held elsewhere: `size` bytes at `data`, writable, with room for a
+// NUL after them, kept alive by `owner` (a large body read into shareable memory).
+void FillHttpRequest(HttpRequest& r, std::string_view method, std::string_view target,
+                     const void* fields, char* data, size_t size, std::shared_ptr<void> owner);
 
 // A received request. Valid only during the handler call, except `body`, which the
 // handler may keep (and modify: JSON is parsed in place) for as long as it likes.
@@ -35,15 +39,26 @@ class HttpRequest {
   std::string_view query() const { return query_; }
   // Case-insensitive lookup; empty when absent.
   std::string_view header(std::string_view name) const;
-  // Never null. Its size() is the body length; a NUL follows the last byte.
-  const std::shared_ptr<std::string>& body() const { return body_; }
+  // The body: writable (JSON is parsed in place), a NUL follows the last byte, and
+  // body_owner() keeps it alive.
+  char* body_data() const { return data_; }
+  size_t body_size() const { return size_; }
+  const std::shared_ptr<void>& body_owner() const { return owner_; }
+  // The body as a string, never null. A body held elsewhere is copied into one at the
+  // first call: for routes that take small bodies.
+  const std::shared_ptr<std::string>& body() const;
 
  private:
   friend void FillHttpRequest(HttpRequest&, std::string_view, std::string_view, const void*,
                               std::shared_ptr<std::string>);
+  friend void FillHttpRequest(HttpRequest&, std::string_view, std::string_view, const void*,
+                              char*, size_t, std::shared_ptr<void>);
   std::string_view method_, path_, query_;
   const void* fields_ = nullptr;  // the parser's header fields
-  std::shared_ptr<std::string> body_;
+  char* data_ = nullptr;
+  size_t size_ = 0;
+  std::shared_ptr<void> owner_;
+  mutable std::shared_ptr<std::string> body_;
 };
 
 // A piece of response body that lives elsewhere (e.g. an output tensor), written

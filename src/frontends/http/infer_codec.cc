@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <span>
 #include <type_traits>
 
 #include "core/request_limits.h"
@@ -401,10 +402,10 @@ HeaderScan ScanRequestJson(std::string_view text, int depth_limit) {
 }  // namespace
 
 Result<std::unique_ptr<InferenceRequest>> ParseInferRequest(
-    const std::shared_ptr<std::string>& body, std::string_view header_length_field,
-    const std::string& model_name, int64_t model_version, InferReplyFormat* format,
-    const SharedMemoryRegistry* shared_memory) {
-  std::string& buf = *body;
+    char* data, size_t size, std::shared_ptr<const void> owner,
+    std::string_view header_length_field, const std::string& model_name, int64_t model_version,
+    InferReplyFormat* format, const SharedMemoryRegistry* shared_memory) {
+  const std::span<char> buf(data, size);
   size_t header_length = buf.size();
   if (!header_length_field.empty()) {
     auto len = ParseLength(header_length_field);
@@ -483,7 +484,6 @@ Result<std::unique_ptr<InferenceRequest>> ParseInferRequest(
                std::to_string(kMaxRequestInputs) + " are accepted");
   }
   size_t offset = header_length;  // next unread byte of the binary section
-  std::shared_ptr<const void> owner(body, body->data());
   request->inputs.reserve(inputs_it->value.Size());
   for (const auto& input : inputs_it->value.GetArray()) {
     if (!input.IsObject()) {

@@ -232,8 +232,9 @@ class Router {
                                               "' is not supported; send the body uncompressed")));
     }
     InferReplyFormat format;
-    auto parsed = ParseInferRequest(req.body(), req.header("Inference-Header-Content-Length"), name,
-                                    version, &format, &server_->shared_memory());
+    auto parsed = ParseInferRequest(req.body_data(), req.body_size(), req.body_owner(),
+                                    req.header("Inference-Header-Content-Length"), name, version,
+                                    &format, &server_->shared_memory());
     if (!parsed.ok()) {
       return respond(ErrorReply(parsed.status().WithContext("model '" + name + "': ")));
     }
