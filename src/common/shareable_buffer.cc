@@ -36,8 +36,7 @@ class ShareableBufferPool {
       auto best = idle_.end();
       for (auto it = idle_.begin(); it != idle_.end(); ++it) {
         const size_t cap = (*it)->capacity();
-        if (cap >= need && cap <= 2 * need &&
-            (best == idle_.end() || cap < (*best)->capacity()))
+        if (cap >= need && cap <= 2 * need && (best == idle_.end() || cap < (*best)->capacity()))
           best = it;
       }
       if (best != idle_.end()) {
@@ -98,15 +97,17 @@ class ShareableBufferPool {
     if (ftruncate(fd, static_cast<off_t>(capacity)) != 0) {
       const int err = errno;
       close(fd);
-      return Status(StatusCode::kResourceExhausted, "cannot allocate " + std::to_string(capacity) +
-                               " bytes of shared memory: " + std::strerror(err));
+      return Status(StatusCode::kResourceExhausted,
+                    "cannot allocate " + std::to_string(capacity) +
+                        " bytes of shared memory: " + std::strerror(err));
     }
     void* p = mmap(nullptr, capacity, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) {
       const int err = errno;
       close(fd);
-      return Status(StatusCode::kResourceExhausted, "cannot map " + std::to_string(capacity) +
-                               " bytes of shared memory: " + std::strerror(err));
+      return Status(StatusCode::kResourceExhausted,
+                    "cannot map " + std::to_string(capacity) +
+                        " bytes of shared memory: " + std::strerror(err));
     }
     auto* buf = new ShareableBuffer(static_cast<char*>(p), capacity, fd, next_id_++);
     std::lock_guard<std::mutex> lock(mu_);

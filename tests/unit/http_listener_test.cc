@@ -247,7 +247,8 @@ TEST(HttpListener, LargeBodiesAreReadIntoShareableMemory) {
   EXPECT_NE(c.ReadResponse().find("/small 16 01234567|89abcdef heap nul same"), std::string::npos);
   // The threshold, and one byte under it.
   ASSERT_TRUE(c.SendAll(post("/at", std::string(65536, 'a'))));
-  EXPECT_NE(c.ReadResponse().find("/at 65536 aaaaaaaa|aaaaaaaa shared nul same"), std::string::npos);
+  EXPECT_NE(c.ReadResponse().find("/at 65536 aaaaaaaa|aaaaaaaa shared nul same"),
+            std::string::npos);
   ASSERT_TRUE(c.SendAll(post("/under", std::string(65535, 'u'))));
   EXPECT_NE(c.ReadResponse().find("/under 65535 uuuuuuuu|uuuuuuuu heap nul same"),
             std::string::npos);

@@ -1339,7 +1339,7 @@ class PythonInstance : public BackendInstance {
       pid_t pid = proc_->pid();
       std::string how = proc_->WaitAndDescribe(/*reap=*/true);
       proc_.reset();
-      arenas_.clear();  // the new process maps new arenas
+      arenas_.clear();        // the new process maps new arenas
       regions_sent_.clear();  // and regions
       proc_dead_ = true;
       auto now = Clock::now();
@@ -1410,7 +1410,7 @@ class PythonInstance : public BackendInstance {
   int restarts_ = 0;
   std::vector<std::shared_ptr<Arena>> arenas_;  // under mu_; the process maps each
   std::set<uint64_t> regions_sent_;  // under mu_: shareable buffers the process has mapped
-  int64_t next_arena_id_ = 1;                   // under mu_
+  int64_t next_arena_id_ = 1;        // under mu_
   std::shared_ptr<SegmentCache> segments_;
 
   // Decoupled models only.

@@ -402,8 +402,8 @@ class Session : public std::enable_shared_from_this<Session> {
     if (have == length) return OnRequest(std::move(buf), length);
     char* rest = buf->data() + have;
     asio::async_read(socket_, asio::buffer(rest, length - have),
-                     [self = shared_from_this(), buf = std::move(buf), length](
-                         beast::error_code ec, size_t) mutable {
+                     [self = shared_from_this(), buf = std::move(buf), length](beast::error_code ec,
+                                                                               size_t) mutable {
                        if (ec) return self->OnReadError(ec);
                        self->OnRequest(std::move(buf), length);
                      });

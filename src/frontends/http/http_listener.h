@@ -51,8 +51,8 @@ class HttpRequest {
  private:
   friend void FillHttpRequest(HttpRequest&, std::string_view, std::string_view, const void*,
                               std::shared_ptr<std::string>);
-  friend void FillHttpRequest(HttpRequest&, std::string_view, std::string_view, const void*,
-                              char*, size_t, std::shared_ptr<void>);
+  friend void FillHttpRequest(HttpRequest&, std::string_view, std::string_view, const void*, char*,
+                              size_t, std::shared_ptr<void>);
   std::string_view method_, path_, query_;
   const void* fields_ = nullptr;  // the parser's header fields
   char* data_ = nullptr;

@@ -32,9 +32,9 @@ struct InferReplyFormat {
 // Parses the `size` bytes of body at `data` (writable, with a byte after them), whose
 // first `header_length_field` bytes (the value of the Inference-Header-Content-Length
 // header; empty = the whole body) are JSON. The JSON is parsed in place and binary inputs
-// point into the body, which the tensors keep alive through `owner`. Every malformed
-// request is an InvalidArgument naming the tensor and what was wrong. Tensors naming a
-// shared memory region resolve it in `shared_memory` (null: refused).
+// point into the body, which the tensors keep alive through `owner` (aliasing `data`).
+// Every malformed request is an InvalidArgument naming the tensor and what was wrong.
+// Tensors naming a shared memory region resolve it in `shared_memory` (null: refused).
 Result<std::unique_ptr<InferenceRequest>> ParseInferRequest(
     char* data, size_t size, std::shared_ptr<const void> owner,
     std::string_view header_length_field, const std::string& model_name, int64_t model_version,
@@ -43,8 +43,9 @@ inline Result<std::unique_ptr<InferenceRequest>> ParseInferRequest(
     const std::shared_ptr<std::string>& body, std::string_view header_length_field,
     const std::string& model_name, int64_t model_version, InferReplyFormat* format,
     const SharedMemoryRegistry* shared_memory = nullptr) {
-  return ParseInferRequest(body->data(), body->size(), body, header_length_field, model_name,
-                           model_version, format, shared_memory);
+  return ParseInferRequest(body->data(), body->size(),
+                           std::shared_ptr<const void>(body, body->data()), header_length_field,
+                           model_name, model_version, format, shared_memory);
 }
 
 // JSON outputs inline; binary ones as chunks referencing the output tensors (no copy),

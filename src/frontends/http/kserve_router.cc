@@ -232,7 +232,8 @@ class Router {
                                               "' is not supported; send the body uncompressed")));
     }
     InferReplyFormat format;
-    auto parsed = ParseInferRequest(req.body_data(), req.body_size(), req.body_owner(),
+    auto parsed = ParseInferRequest(req.body_data(), req.body_size(),
+                                    std::shared_ptr<const void>(req.body_owner(), req.body_data()),
                                     req.header("Inference-Header-Content-Length"), name, version,
                                     &format, &server_->shared_memory());
     if (!parsed.ok()) {
