@@ -269,6 +269,34 @@ TEST(HttpListener, LargeBodiesAreReadIntoShareableMemory) {
   EXPECT_NE(d.ReadResponse().find("/big 100000 BEGIN---|----END. shared"), std::string::npos);
 }
 
+// A large body read straight into shareable memory is under the request timeout too, and
+// its size limit: a client that stalls half way gets 408, one announcing too much 413.
+TEST(HttpListener, LargeBodyReadsTimeOutAndRespectTheLimit) {
+  HttpListenerOptions options;
+  options.address = "127.0.0.1";
+  options.request_timeout_ms = 300;
+  options.max_body_size = 1 << 20;
+  auto listener = HttpListener::Start(options, [](const HttpRequest& req, HttpRespond respond) {
+    HttpReply r;
+    r.body = std::to_string(req.body_size());
+    respond(std::move(r));
+  });
+  ASSERT_TRUE(listener.ok()) << listener.status().message();
+  const std::string head = "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n";
+  Client slow((*listener)->port());
+  ASSERT_TRUE(slow.SendAll(head + std::string(100'000, 's')));
+  std::string r = slow.ReadResponse();
+  EXPECT_EQ(r.rfind("HTTP/1.1 408", 0), 0u) << r;
+  Client big((*listener)->port());
+  big.Send("POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n");
+  r = big.ReadResponse();
+  EXPECT_EQ(r.rfind("HTTP/1.1 413", 0), 0u) << r;
+  Client ok((*listener)->port());  // and the listener serves on
+  ASSERT_TRUE(ok.SendAll(head + std::string(200'000, 'o')));
+  r = ok.ReadResponse();
+  EXPECT_NE(r.find("\r\n\r\n200000"), std::string::npos) << r;
+}
+
 TEST(HttpListener, OversizedBodyIs413AndConnectionCloses) {
   HttpListenerOptions o;
   o.address = "127.0.0.1";
