@@ -915,14 +915,10 @@ def test_large_tensor_round_trip(tmp_path):
                 assert arena_sizes() <= {2097152, grown}, arena_sizes()
 
 
-def test_large_http_inputs_are_mapped_not_copied(tmp_path):
-    # A large HTTP body is read into shareable memory; the Python process maps that buffer
-    # (once: buffers are pooled and reused) and the input views it, and an output viewing
-    # the input goes back by reference into it: no copy on either side. Concurrent clients
-    # with distinct bytes and 2 instances would show a buffer reused too early as another
-    # request's bytes. More clients than the pool keeps idle make it free buffers, which
-    # the processes must unmap too.
-    python_model(tmp_path, "pyview", """
+def view_model(repo):
+    """pyview: returns its input, a slice of it (both views: no copy) and a reversed
+    piece (not a plain view: copied, small enough to travel inline); 2 instances, batching."""
+    python_model(repo, "pyview", """
 import triton_python_backend_utils as pb_utils
 
 
@@ -932,30 +928,52 @@ class TritonPythonModel:
         for r in requests:
             x = pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy()
             out.append(pb_utils.InferenceResponse([
-                pb_utils.Tensor("OUTPUT0", x), pb_utils.Tensor("OUTPUT1", x[:, 7:])]))
+                pb_utils.Tensor("OUTPUT0", x),
+                pb_utils.Tensor("OUTPUT1", x[:, 1:]),
+                pb_utils.Tensor("OUTPUT2", x[:, :16][:, ::-1]),  # not a plain view: copied
+            ]))
         return out
 """, cfg("pyview", [io("INPUT0", "TYPE_UINT8", [-1])],
-         [io("OUTPUT0", "TYPE_UINT8", [-1]), io("OUTPUT1", "TYPE_UINT8", [-1])], max_batch_size=8,
+         [io("OUTPUT0", "TYPE_UINT8", [-1]), io("OUTPUT1", "TYPE_UINT8", [-1]),
+          io("OUTPUT2", "TYPE_UINT8", [-1])], max_batch_size=8,
          extra="instance_group [ { count: 2 kind: KIND_CPU } ]\ndynamic_batching { }"))
-    with Server(tmp_path, wait="ready") as s:
-        failures = []
-        sizes = (70_000, 1 << 20, 3 << 20, 100_000)
 
-        def client(seed):
-            rng = np.random.default_rng(seed)
-            for i in range(12):
-                n = sizes[(seed + i) % len(sizes)]
-                x = np.full((1, n), (seed * 37 + i) % 256, dtype=np.uint8)
-                x[0, :32] = rng.integers(0, 255, 32)
-                x[0, -8:] = rng.integers(0, 255, 8)
-                code, r = infer(s, "pyview", {"INPUT0": (x, "UINT8")})
-                if (code != 200 or not np.array_equal(r["OUTPUT0"], x)
-                        or not np.array_equal(r["OUTPUT1"], x[:, 7:])):
-                    failures.append((seed, i, n, code))
-        raised = concurrently(client, 12)
-        assert not raised and not failures, (raised, failures[:5])
-        stubs = stubs_of(s.proc.pid)
-        assert len(stubs) == 2, stubs
+
+def hammer_view_model(s, sizes, clients, rounds):
+    """`clients` threads call pyview `rounds` times each with inputs of `sizes` holding
+    bytes of their own, so a buffer reused too early shows as another request's bytes;
+    -> the model's two processes."""
+    failures = []
+
+    def client(seed):
+        rng = np.random.default_rng(seed)
+        for i in range(rounds):
+            n = sizes[(seed + i) % len(sizes)]
+            x = np.full((1, n), (seed * 37 + i) % 256, dtype=np.uint8)
+            x[0, :32] = rng.integers(0, 255, 32)
+            x[0, -8:] = rng.integers(0, 255, 8)
+            code, r = infer(s, "pyview", {"INPUT0": (x, "UINT8")})
+            if (code != 200 or not np.array_equal(r["OUTPUT0"], x)
+                    or not np.array_equal(r["OUTPUT1"], x[:, 1:])
+                    or not np.array_equal(r["OUTPUT2"], x[:, :16][:, ::-1])):
+                failures.append((seed, i, n, code))
+    raised = concurrently(client, clients)
+    assert not raised and not failures, (raised, failures[:5])
+    stubs = stubs_of(s.proc.pid)
+    assert len(stubs) == 2, stubs
+    return stubs
+
+
+def test_large_http_inputs_are_mapped_not_copied(tmp_path):
+    # A large HTTP body is read into shareable memory; the Python process maps that buffer
+    # (once: buffers are pooled and reused) and the input views it, and an output viewing
+    # the input goes back by reference into it: no copy on either side. Concurrent clients
+    # with distinct bytes and 2 instances would show a buffer reused too early as another
+    # request's bytes. More clients than the pool keeps idle make it free buffers, which
+    # the processes must unmap too.
+    view_model(tmp_path)
+    with Server(tmp_path, wait="ready") as s:
+        stubs = hammer_view_model(s, (70_000, 1 << 20, 3 << 20, 100_000), 12, 12)
         for pid in stubs:
             # Inputs were never copied into an arena (it stays at its first 1 MiB) and the
             # outputs never into an output segment.
@@ -1013,45 +1031,10 @@ def test_outputs_viewing_inputs_are_not_copied(tmp_path):
     # (they would show in its maps as flowserve-py-out). The arena stays reserved while the
     # responses are written out: 8 clients with distinct bytes, 2 instances and batches
     # around the inline size would show any early reuse as another request's bytes.
-    python_model(tmp_path, "pyview", """
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def execute(self, requests):
-        out = []
-        for r in requests:
-            x = pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy()
-            out.append(pb_utils.InferenceResponse([
-                pb_utils.Tensor("OUTPUT0", x),
-                pb_utils.Tensor("OUTPUT1", x[:, 1:]),
-                pb_utils.Tensor("OUTPUT2", x[:, :16][:, ::-1]),  # not a plain view: copied
-            ]))
-        return out
-""", cfg("pyview", [io("INPUT0", "TYPE_UINT8", [-1])],
-         [io("OUTPUT0", "TYPE_UINT8", [-1]), io("OUTPUT1", "TYPE_UINT8", [-1]),
-          io("OUTPUT2", "TYPE_UINT8", [-1])], max_batch_size=8,
-         extra="instance_group [ { count: 2 kind: KIND_CPU } ]\ndynamic_batching { }"))
+    view_model(tmp_path)
     with Server(tmp_path, wait="ready") as s:
-        failures = []
-        sizes = (1000, 32_768, 65_472, 65_536, 65_600, 100_000, 300_000)
-
-        def client(seed):
-            rng = np.random.default_rng(seed)
-            for i in range(40):
-                n = sizes[(seed + i) % len(sizes)]
-                x = np.full((1, n), (seed * 37 + i) % 256, dtype=np.uint8)
-                x[0, :32] = rng.integers(0, 255, 32)
-                x[0, -8:] = rng.integers(0, 255, 8)
-                code, r = infer(s, "pyview", {"INPUT0": (x, "UINT8")})
-                if (code != 200 or not np.array_equal(r["OUTPUT0"], x)
-                        or not np.array_equal(r["OUTPUT1"], x[:, 1:])
-                        or not np.array_equal(r["OUTPUT2"], x[:, :16][:, ::-1])):
-                    failures.append((seed, i, n, code))
-        raised = concurrently(client, 8)
-        assert not raised and not failures, (raised, failures[:5])
-        stubs = stubs_of(s.proc.pid)
-        assert len(stubs) == 2, stubs
+        stubs = hammer_view_model(s, (1000, 32_768, 65_472, 65_536, 65_600, 100_000, 300_000),
+                                  8, 40)
         for pid in stubs:
             maps = pathlib.Path(f"/proc/{pid}/maps").read_text()
             assert "flowserve-py-out" not in maps, "an output viewing an input was copied"

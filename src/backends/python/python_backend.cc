@@ -155,6 +155,16 @@ void WriteString(Writer& w, std::string_view s) {
 }
 
 // A tensor's name, type and shape, as the stub reads them in every message ("n", "t", "s").
+// `"key": [ids]`, left out when there are none.
+template <typename Id>
+void WriteIds(Writer& w, const char* key, const std::vector<Id>& ids) {
+  if (ids.empty()) return;
+  w.Key(key);
+  w.StartArray();
+  for (Id id : ids) w.Int64(static_cast<int64_t>(id));
+  w.EndArray();
+}
+
 void WriteTensorHead(Writer& w, const Tensor& t) {
   w.Key("n");
   WriteString(w, t.name);
@@ -859,12 +869,7 @@ class PythonInstance : public BackendInstance {
         w.Int64(arena.value()->id);
         w.EndArray();
       }
-      if (!dropped_arenas.empty()) {
-        w.Key("adrop");
-        w.StartArray();
-        for (int64_t id : dropped_arenas) w.Int64(id);
-        w.EndArray();
-      }
+      WriteIds(w, "adrop", dropped_arenas);
       w.Key("ai");
       w.Int64(arena.value()->id);
       if (!new_regions.empty()) {
@@ -880,24 +885,11 @@ class PythonInstance : public BackendInstance {
         }
         w.EndArray();
       }
-      if (!gone_regions.empty()) {
-        w.Key("rdrop");
-        w.StartArray();
-        for (uint64_t id : gone_regions) w.Uint64(id);
-        w.EndArray();
-      }
-      if (!regions.empty()) {
-        w.Key("ru");  // outputs may point into these
-        w.StartArray();
-        for (const auto& [id, _] : regions) w.Uint64(id);
-        w.EndArray();
-      }
-      if (!freed.empty()) {
-        w.Key("free");
-        w.StartArray();
-        for (int64_t id : freed) w.Int64(id);
-        w.EndArray();
-      }
+      WriteIds(w, "rdrop", gone_regions);
+      std::vector<uint64_t> used;  // outputs may point into these
+      for (const auto& [id, _] : regions) used.push_back(id);
+      WriteIds(w, "ru", used);
+      WriteIds(w, "free", freed);
       if (info.options.stub_spin.count() > 0) {
         w.Key("sp");
         w.Int64(info.options.stub_spin.count());
