@@ -1,6 +1,7 @@
 #include "common/wake_batch.h"
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 namespace flowserve {
@@ -9,6 +10,7 @@ namespace {
 struct Pending {
   int depth = 0;
   std::vector<std::shared_ptr<std::condition_variable>> cvs;
+  std::vector<std::pair<const void*, std::function<void()>>> at_end;
 };
 
 thread_local Pending t_pending;
@@ -21,6 +23,20 @@ WakeBatch::~WakeBatch() {
   if (--t_pending.depth > 0) return;
   for (auto& cv : t_pending.cvs) cv->notify_one();
   t_pending.cvs.clear();
+  // Work may add work (outside the scope now, it runs at once).
+  auto work = std::move(t_pending.at_end);
+  t_pending.at_end.clear();
+  for (auto& [_, fn] : work) fn();
+}
+
+bool WakeBatch::InScope() { return t_pending.depth > 0; }
+
+void WakeBatch::AtEnd(const void* key, std::function<void()> work) {
+  if (t_pending.depth == 0) return work();
+  auto& at_end = t_pending.at_end;
+  for (const auto& [k, _] : at_end)
+    if (k == key) return;
+  at_end.emplace_back(key, std::move(work));
 }
 
 void WakeBatch::NotifyOne(const std::shared_ptr<std::condition_variable>& cv) {

@@ -5,6 +5,7 @@
 // Outside a scope NotifyOne() notifies at once. Waking a sleeping thread is a system call
 // plus a context switch, which under load costs more than a small request itself.
 #include <condition_variable>
+#include <functional>
 #include <memory>
 
 namespace flowserve {
@@ -19,6 +20,12 @@ class WakeBatch {
   // Shared ownership: the owner of `cv` may be gone (a model unloaded by another thread)
   // before the scope ends, and notifying a condition variable nobody waits on is harmless.
   static void NotifyOne(const std::shared_ptr<std::condition_variable>& cv);
+
+  // Whether a scope is open on this thread (an I/O thread's turn).
+  static bool InScope();
+  // Runs `work` once when the outermost scope ends, after its notifications; once per
+  // `key` per turn (later calls with the same key are dropped). Outside a scope: now.
+  static void AtEnd(const void* key, std::function<void()> work);
 };
 
 }  // namespace flowserve

@@ -131,6 +131,11 @@ Scheduler::Scheduler(ModelVersion* model, BatchingPolicy policy,
 
 Scheduler::~Scheduler() {
   {
+    // A turn batch that is running finishes first; one still to come finds no owner.
+    std::lock_guard<std::mutex> lock(turn_->mu);
+    turn_->owner = nullptr;
+  }
+  {
     std::lock_guard<std::mutex> lock(Registry().mu);
     Registry().live.erase(this);
   }
@@ -199,8 +204,14 @@ Status Scheduler::Enqueue(std::unique_ptr<InferenceRequest>& request) {
     TraceQueued(*request->trace, model_->version(), request->enqueue_ns, request->inputs);
   }
   const uint64_t deadline = timeout_us > 0 ? request->enqueue_ns + timeout_us * 1000 : 0;
-  const bool try_inline = request->may_run_inline && inline_allowed_ && MeasuredCheap() &&
-                          (!inline_lone_only_ || LoneClient());
+  const bool cheap_inline = request->may_run_inline && inline_allowed_ && MeasuredCheap();
+  const bool try_inline = cheap_inline && (!inline_lone_only_ || LoneClient());
+  // A model in another process with several clients: the requests an I/O thread parses
+  // in one turn of its loop wait in the queue and run there as one batch when the turn
+  // ends (RunTurnBatch). That saves the two hand-offs through the instance thread, which
+  // cost a batch more than the process's own round trip (bench/wake_latency.py).
+  const bool turn_batch =
+      !try_inline && cheap_inline && inline_lone_only_ && policy_.enabled && WakeBatch::InScope();
   int inline_index = -1;
   bool inline_shared = false;
   uint64_t inline_seq = 0;
@@ -225,6 +236,7 @@ Status Scheduler::Enqueue(std::unique_ptr<InferenceRequest>& request) {
         if (!full) {
           lvl.queue.push_back(Pending{std::move(request), deadline});
           ++queued_;
+          if (turn_batch) turn_pending_.fetch_add(1, std::memory_order_relaxed);
           if (deadline) ++with_deadline_;
           model_->stats().pending_requests.fetch_add(1, std::memory_order_relaxed);
         }
@@ -247,9 +259,53 @@ Status Scheduler::Enqueue(std::unique_ptr<InferenceRequest>& request) {
                        std::to_string(qp.max_queue_size) + " requests" + where));
     return Status::Ok();
   }
+  if (turn_batch) {
+    WakeBatch::AtEnd(turn_.get(), [turn = turn_] {
+      std::lock_guard<std::mutex> lock(turn->mu);
+      if (turn->owner != nullptr) turn->owner->RunTurnBatch();
+    });
+    return Status::Ok();
+  }
   // From an I/O thread, requests parsed in the same turn share one wake-up.
   WakeBatch::NotifyOne(cv_);
   return Status::Ok();
+}
+
+void Scheduler::RunTurnBatch() {
+  Batch batch, expired;
+  size_t index = instances_.size();
+  uint64_t seq = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    turn_pending_.store(0, std::memory_order_relaxed);  // ours or not, taken now or by a worker
+    if (queued_ == 0) return;
+    for (size_t i = 0; i < instances_.size() && !draining_; ++i) {
+      if (!busy_[i].load(std::memory_order_acquire)) {
+        index = i;
+        break;
+      }
+    }
+    const uint64_t now = NowNs();
+    ExpireTimedOut(now, expired);
+    uint64_t wake = kNever;
+    const size_t take = index < instances_.size() && queued_ > 0 ? BatchSizeNow(now, &wake) : 0;
+    if (take > 0) {
+      TakeFront(take, batch);
+      busy_[index].store(true, std::memory_order_relaxed);
+      ++inline_running_;
+      seq = next_seq_++;
+    }
+  }
+  RejectExpired(expired);
+  if (!batch.empty()) {
+    Execute(index, batch, NowNs(), seq);
+    std::lock_guard<std::mutex> lock(mu_);
+    --inline_running_;
+    if (queued_ == 0 && !draining_) return;
+  }
+  // Every instance busy (or requests came from elsewhere meanwhile): the instance
+  // threads take the rest, as they take any queued request.
+  cv_->notify_all();
 }
 
 size_t Scheduler::QueueSize() const {
@@ -399,6 +455,64 @@ void Scheduler::TakeFront(size_t n, Batch& batch) {
                                              std::memory_order_relaxed);
 }
 
+size_t Scheduler::BatchSizeNow(uint64_t now, uint64_t* wake) const {
+  size_t take = 0;
+  if (!policy_.enabled) {
+    take = 1;
+  } else {
+    // Walk the queue in serving order (highest priority level first, timed-out
+    // DELAY requests last within a level) as far as one batch can reach. This is
+    // Triton's rule set: the largest preferred size that can be formed goes at
+    // once; a batch that cannot grow to a preferred size without overshooting the
+    // largest one goes too; otherwise wait, up to the oldest request's
+    // max_queue_delay, for the batch to fill. Without a delay, whatever is queued
+    // goes as soon as an instance is free.
+    const int64_t max_preferred =
+        policy_.preferred.empty() ? policy_.max_batch_size : policy_.preferred.back();
+    const InferenceRequest* first = nullptr;
+    size_t n = 0, best = 0;
+    int64_t size = 0;
+    uint64_t oldest = kNever;
+    bool send_now = false;
+    for (auto& [_, lvl] : levels_) {
+      for (auto* q : {&lvl.queue, &lvl.delayed}) {
+        for (const auto& p : *q) {
+          const InferenceRequest& r = *p.request;
+          const int64_t bs = std::max<int64_t>(1, r.batch_size);
+          if (n > 0) {
+            if (size + bs > max_preferred && best == 0) best = n;
+            if (size + bs > policy_.max_batch_size || !SameItemShapes(*first, r)) {
+              send_now = true;
+              break;
+            }
+          } else {
+            first = &r;
+          }
+          size += bs;
+          ++n;
+          oldest = std::min(oldest, r.enqueue_ns);
+          if (std::binary_search(policy_.preferred.begin(), policy_.preferred.end(), size)) {
+            best = n;
+          }
+        }
+        if (send_now) break;
+      }
+      if (send_now) break;
+    }
+    const uint64_t delay = policy_.max_queue_delay_ns;
+    const bool delay_exceeded = delay != 0 && now >= oldest + delay;
+    if (best > 0 && !delay_exceeded) {
+      take = best;
+    } else if (send_now || size >= max_preferred || delay == 0 || delay_exceeded || draining_) {
+      take = n;
+    } else {
+      *wake = std::min(*wake, oldest + delay);
+    }
+  }
+
+  return take;
+}
+
 bool Scheduler::NextBatch(std::unique_lock<std::mutex>& lock, size_t index, Batch& batch,
                           Batch& expired, uint64_t& seq, AdaptiveSpin* spin) {
   for (;;) {
@@ -411,12 +525,14 @@ bool Scheduler::NextBatch(std::unique_lock<std::mutex>& lock, size_t index, Batc
       cv_->wait(lock);
       continue;
     }
-    if (queued_ == 0) {
+    // Requests waiting for the end of an I/O thread's turn are that thread's to run.
+    if (queued_ == 0 || (!draining_ && queued_ <= turn_pending_)) {
       if (draining_) return false;
       if (spin) {
         lock.unlock();
         spin->Spin([this] {
-          return queued_.load(std::memory_order_relaxed) > 0 ||
+          return queued_.load(std::memory_order_relaxed) >
+                     turn_pending_.load(std::memory_order_relaxed) ||
                  draining_.load(std::memory_order_relaxed);
         });
         spin = nullptr;  // once per executed batch, then sleep
@@ -429,61 +545,8 @@ bool Scheduler::NextBatch(std::unique_lock<std::mutex>& lock, size_t index, Batc
       continue;
     }
 
-    size_t take = 0;
     uint64_t wake = next_deadline;
-    if (!policy_.enabled) {
-      take = 1;
-    } else {
-      // Walk the queue in serving order (highest priority level first, timed-out
-      // DELAY requests last within a level) as far as one batch can reach. This is
-      // Triton's rule set: the largest preferred size that can be formed goes at
-      // once; a batch that cannot grow to a preferred size without overshooting the
-      // largest one goes too; otherwise wait, up to the oldest request's
-      // max_queue_delay, for the batch to fill. Without a delay, whatever is queued
-      // goes as soon as an instance is free.
-      const int64_t max_preferred =
-          policy_.preferred.empty() ? policy_.max_batch_size : policy_.preferred.back();
-      const InferenceRequest* first = nullptr;
-      size_t n = 0, best = 0;
-      int64_t size = 0;
-      uint64_t oldest = kNever;
-      bool send_now = false;
-      for (auto& [_, lvl] : levels_) {
-        for (auto* q : {&lvl.queue, &lvl.delayed}) {
-          for (const auto& p : *q) {
-            const InferenceRequest& r = *p.request;
-            const int64_t bs = std::max<int64_t>(1, r.batch_size);
-            if (n > 0) {
-              if (size + bs > max_preferred && best == 0) best = n;
-              if (size + bs > policy_.max_batch_size || !SameItemShapes(*first, r)) {
-                send_now = true;
-                break;
-              }
-            } else {
-              first = &r;
-            }
-            size += bs;
-            ++n;
-            oldest = std::min(oldest, r.enqueue_ns);
-            if (std::binary_search(policy_.preferred.begin(), policy_.preferred.end(), size)) {
-              best = n;
-            }
-          }
-          if (send_now) break;
-        }
-        if (send_now) break;
-      }
-      const uint64_t delay = policy_.max_queue_delay_ns;
-      const bool delay_exceeded = delay != 0 && now >= oldest + delay;
-      if (best > 0 && !delay_exceeded) {
-        take = best;
-      } else if (send_now || size >= max_preferred || delay == 0 || delay_exceeded || draining_) {
-        take = n;
-      } else {
-        wake = std::min(wake, oldest + delay);
-      }
-    }
-
+    const size_t take = BatchSizeNow(now, &wake);
     if (take == 0) {
       // Nothing to send yet: sleep until the batch delay or a queue timeout runs out,
       // or a new request arrives. Never a busy wait.
@@ -515,19 +578,23 @@ void Scheduler::WorkerLoop(size_t index) {
       if (!NextBatch(lock, index, batch, expired, seq, hot ? &spin : nullptr)) return;
       dequeue_ns = NowNs();
     }
-    for (auto& r : expired) {
-      const uint64_t waited_us = (NowNs() - r->enqueue_ns) / 1000;
-      Reject(std::move(r), Unavailable("Request timeout expired: request waited " +
-                                       std::to_string(waited_us) + " us in the queue of model '" +
-                                       model_->name() + "' without being scheduled"));
-    }
-    expired.clear();
+    RejectExpired(expired);
     if (!batch.empty()) {
       Execute(index, batch, dequeue_ns, seq);
       batch.clear();
       hot = true;
     }
   }
+}
+
+void Scheduler::RejectExpired(Batch& expired) {
+  for (auto& r : expired) {
+    const uint64_t waited_us = (NowNs() - r->enqueue_ns) / 1000;
+    Reject(std::move(r), Unavailable("Request timeout expired: request waited " +
+                                     std::to_string(waited_us) + " us in the queue of model '" +
+                                     model_->name() + "' without being scheduled"));
+  }
+  expired.clear();
 }
 
 void Scheduler::Reject(std::unique_ptr<InferenceRequest> request, const Status& status) {

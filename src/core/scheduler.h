@@ -86,6 +86,13 @@ class Scheduler {
   };
 
   void WorkerLoop(size_t index);
+  // At the end of an I/O thread's turn: runs what is queued as one batch on this thread,
+  // if an instance is idle; else leaves it to the instance threads.
+  void RunTurnBatch();
+  // Under mu_: how many queued requests the next batch takes now; 0 when it should wait
+  // for more, until *wake at the latest.
+  size_t BatchSizeNow(uint64_t now, uint64_t* wake) const;
+  void RejectExpired(Batch& expired);
   // Under mu_: claims an idle instance for the caller's thread; its index, or -1. With
   // instances that execute concurrently, a busy one is shared (`*shared` set): it is not
   // marked busy and stays free for its own worker.
@@ -123,6 +130,15 @@ class Scheduler {
   // `seq` order.
   void Deliver(uint64_t seq, std::vector<Delivery> deliveries);
 
+  // What a turn-end callback (WakeBatch::AtEnd) reaches the scheduler through: it may run
+  // after the scheduler is gone, and the destructor waits for one that is running.
+  struct TurnToken {
+    explicit TurnToken(Scheduler* s) : owner(s) {}
+    std::mutex mu;
+    Scheduler* owner;
+  };
+  std::shared_ptr<TurnToken> turn_ = std::make_shared<TurnToken>(this);
+
   ModelVersion* model_;
   BatchingPolicy policy_;
   std::vector<std::unique_ptr<BackendInstance>> instances_;
@@ -133,7 +149,10 @@ class Scheduler {
   std::shared_ptr<std::condition_variable> cv_ = std::make_shared<std::condition_variable>();
   std::map<uint64_t, Level> levels_;  // priority level -> queues; 1 is the highest
   std::atomic<size_t> queued_{0};     // written under mu_; read without it while spinning
-  size_t with_deadline_ = 0;          // queued requests that can time out
+  // Of those, queued to run at the end of an I/O thread's turn (RunTurnBatch): instance
+  // threads leave them alone unless draining. Written under mu_.
+  std::atomic<size_t> turn_pending_{0};
+  size_t with_deadline_ = 0;  // queued requests that can time out
   uint64_t next_seq_ = 0;
   std::atomic<bool> draining_{false};
   // By instance index: executing (on its worker or on a caller's thread). Set under mu_;

@@ -6,11 +6,13 @@
 #include <atomic>
 #include <cstring>
 #include <future>
+#include <mutex>
 #include <thread>
 
 #include "backends/backend.h"
 #include "backends/identity/identity_backend.h"
 #include "common/client_activity.h"
+#include "common/wake_batch.h"
 #include "core/inference_request.h"
 #include "core/inference_response.h"
 #include "core/model_version.h"
@@ -175,6 +177,66 @@ TEST(RunToCompletion, OutOfProcessModelRunsInlineOnlyForALoneClient) {
   NoteRequestFrom(1);
   while (!LoneClient()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_EQ(Infer(scheduler, true, true).thread, std::this_thread::get_id());
+  scheduler.Drain();
+  model->Drain();
+}
+
+// Records each batch it executes: its size and the thread.
+class RecordingOutOfProcessInstance : public OutOfProcessInstance {
+ public:
+  void Execute(std::span<InferenceRequest* const> requests,
+               std::span<InferenceResponse* const>) override {
+    std::lock_guard<std::mutex> lock(mu);
+    batches.emplace_back(requests.size(), std::this_thread::get_id());
+  }
+  std::mutex mu;
+  std::vector<std::pair<size_t, std::thread::id>> batches;
+};
+
+// Several clients of an out-of-process model on one I/O thread: the requests the thread
+// parses in one turn of its loop (a WakeBatch scope) run as one batch on that thread when
+// the turn ends, and are answered there; no hand-off to the instance's thread and back.
+TEST(RunToCompletion, OutOfProcessModelRunsAnIoTurnsRequestsAsOneBatchAtItsEnd) {
+  auto model = LoadIdentity({.max_queue_delay_us = 0});
+  std::vector<std::unique_ptr<BackendInstance>> instances;
+  auto owned = std::make_unique<RecordingOutOfProcessInstance>();
+  RecordingOutOfProcessInstance* instance = owned.get();
+  instances.push_back(std::move(owned));
+  Scheduler scheduler(model.get(), BatchingPolicyFromConfig(*model), std::move(instances));
+  for (int i = 0; i < 8; ++i) Infer(scheduler, true, true);  // measured cheap from now on
+  instance->batches.clear();
+  NoteRequestFrom(1);
+  NoteRequestFrom(2);
+  ASSERT_FALSE(LoneClient());
+  std::atomic<int> answered_here{0};
+  {
+    WakeBatch turn;
+    for (int i = 0; i < 3; ++i) {
+      auto req = std::make_unique<InferenceRequest>();
+      req->model_name = "m";
+      req->may_run_inline = true;
+      Tensor t;
+      t.name = "IN";
+      t.dtype = DataType::kFp32;
+      t.shape = {1, 4};
+      std::memset(AllocateTensorData(t, 16), 0, 16);
+      req->inputs.push_back(std::move(t));
+      req->on_complete = [&answered_here, me = std::this_thread::get_id()](
+                             std::unique_ptr<InferenceResponse> resp) {
+        if (resp->status.ok() && std::this_thread::get_id() == me) ++answered_here;
+      };
+      ASSERT_TRUE(scheduler.Enqueue(req).ok());
+    }
+    // Nothing ran yet: the turn is still going.
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::lock_guard<std::mutex> lock(instance->mu);
+    EXPECT_TRUE(instance->batches.empty());
+  }
+  std::lock_guard<std::mutex> lock(instance->mu);
+  ASSERT_EQ(instance->batches.size(), 1u);
+  EXPECT_EQ(instance->batches[0].first, 3u);
+  EXPECT_EQ(instance->batches[0].second, std::this_thread::get_id());
+  EXPECT_EQ(answered_here.load(), 3);
   scheduler.Drain();
   model->Drain();
 }

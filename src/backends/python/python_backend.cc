@@ -890,13 +890,15 @@ class PythonInstance : public BackendInstance {
       for (const auto& [id, _] : regions) used.push_back(id);
       WriteIds(w, "ru", used);
       WriteIds(w, "free", freed);
-      if (info.options.stub_spin.count() > 0) {
+      // The process polls for the next message only for a lone client, whose next
+      // request follows the reply at once. With several, the next batch is formed while
+      // the I/O thread writes this one's answers and reads what came meanwhile; a poll
+      // over that time takes CPU from that thread and from the clients.
+      if (info.options.stub_spin.count() > 0 && LoneClient()) {
         w.Key("sp");
         w.Int64(info.options.stub_spin.count());
-        if (LoneClient()) {
-          w.Key("lo");
-          w.Bool(true);
-        }
+        w.Key("lo");
+        w.Bool(true);
       }
       w.Key("m");
       WriteString(w, info.model_name);
