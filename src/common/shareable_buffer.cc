@@ -115,17 +115,30 @@ class ShareableBufferPool {
     return buf;
   }
 
+  // The released buffer stays idle; the least recently used idle ones go if the pool is
+  // over its bounds. (Dropping the released one instead would make a stream of bodies of a
+  // new size create and map a buffer per request once the pool is full of other sizes.)
   void Release(ShareableBuffer* buf) {
+    std::vector<ShareableBuffer*> evicted;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (idle_.size() < kMaxIdle && idle_bytes_ + buf->capacity() <= kMaxIdleBytes) {
-        idle_.push_back(buf);
-        idle_bytes_ += buf->capacity();
-        return;
+      idle_.push_back(buf);  // the back is the most recently used
+      idle_bytes_ += buf->capacity();
+      while (idle_.size() > kMaxIdle || (idle_bytes_ > kMaxIdleBytes && idle_.size() > 1)) {
+        ShareableBuffer* old = idle_.front();
+        idle_.erase(idle_.begin());
+        idle_bytes_ -= old->capacity();
+        live_.erase(reinterpret_cast<uintptr_t>(old->data()));
+        evicted.push_back(old);
       }
-      live_.erase(reinterpret_cast<uintptr_t>(buf->data()));
+      if (idle_bytes_ > kMaxIdleBytes) {  // one buffer over the bound alone
+        idle_.clear();
+        idle_bytes_ = 0;
+        live_.erase(reinterpret_cast<uintptr_t>(buf->data()));
+        evicted.push_back(buf);
+      }
     }
-    delete buf;
+    for (ShareableBuffer* b : evicted) delete b;
   }
 
   std::mutex mu_;

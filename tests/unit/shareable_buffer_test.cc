@@ -71,5 +71,21 @@ TEST(ShareableBuffer, ReleasedBuffersAreReusedAndTheRestFreed) {
   EXPECT_LT(small.value()->capacity(), 1u << 20);
 }
 
+// A pool full of idle buffers of one size still keeps a buffer of a new size for the
+// next body of that size (the least recently used idle one goes instead): a process that
+// mapped it keeps using its mapping, instead of mapping a new buffer per request.
+TEST(ShareableBuffer, ANewSizeIsKeptWhenThePoolIsFull) {
+  std::vector<std::shared_ptr<ShareableBuffer>> held;
+  for (int i = 0; i < 10; ++i) held.push_back(ShareableBuffer::Acquire(70'000).value());
+  held.clear();  // the pool is full of 70 KB buffers now
+  uint64_t first = 0;
+  for (int i = 0; i < 5; ++i) {
+    auto b = ShareableBuffer::Acquire(900'000);
+    ASSERT_TRUE(b.ok());
+    if (i == 0) first = b.value()->id();
+    EXPECT_EQ(b.value()->id(), first) << "request " << i;
+  }
+}
+
 }  // namespace
 }  // namespace flowserve
