@@ -132,7 +132,7 @@ Scheduler::Scheduler(ModelVersion* model, BatchingPolicy policy,
 Scheduler::~Scheduler() {
   {
     // A turn batch that is running finishes first; one still to come finds no owner.
-    std::lock_guard<std::mutex> lock(turn_->mu);
+    std::unique_lock<std::shared_mutex> lock(turn_->mu);
     turn_->owner = nullptr;
   }
   {
@@ -261,7 +261,7 @@ Status Scheduler::Enqueue(std::unique_ptr<InferenceRequest>& request) {
   }
   if (turn_batch) {
     WakeBatch::AtEnd(turn_.get(), [turn = turn_] {
-      std::lock_guard<std::mutex> lock(turn->mu);
+      std::shared_lock<std::shared_mutex> lock(turn->mu);
       if (turn->owner != nullptr) turn->owner->RunTurnBatch();
     });
     return Status::Ok();

@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <thread>
 #include <vector>
 
@@ -134,7 +135,8 @@ class Scheduler {
   // after the scheduler is gone, and the destructor waits for one that is running.
   struct TurnToken {
     explicit TurnToken(Scheduler* s) : owner(s) {}
-    std::mutex mu;
+    std::shared_mutex mu;  // shared by running callbacks (several I/O threads may run
+                           // turn batches on different instances), exclusive to clear
     Scheduler* owner;
   };
   std::shared_ptr<TurnToken> turn_ = std::make_shared<TurnToken>(this);
