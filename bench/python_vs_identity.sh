@@ -3,7 +3,8 @@
 # a Python model returning its input (model.py -> one stub process, shared memory) and to
 # the identity backend (which aliases the input, no copy), in the same server and run, at
 # 1 and 8 connections: a small tensor (16 FP32) and a 4 MiB one (1 Mi FP32). Prints each
-# pair, the latency the Python backend adds at the median and the throughput ratio.
+# pair, the latency the Python backend adds at the median, the throughput ratio and the
+# Python model's requests per execute() call (how well batches form).
 # Usage: bench/python_vs_identity.sh [seconds per run, default 2]
 #   env: FLOWSERVE_BIN; FLOWSERVE_ARGS (extra server flags, e.g.
 #   --backend-config=python,spin-microseconds=0); SIZES (default "small 4mb"); ROUNDS
@@ -80,20 +81,21 @@ run pyidentity small 8 >/dev/null
 # The machine's load drifts over seconds (2 cores, other work): each row alternates short
 # identity and Python runs ROUNDS times and reports the medians, so both see the same load.
 ROUNDS=${ROUNDS:-5}
-# compute_infer of a model so far: "<count> <ns>" (the backend's share of each request)
+# compute_infer of a model so far: "<count> <ns> <executions>" (the backend's share of each
+# request, and how many execute calls the requests took)
 infer_stats() {
   curl -s "http://127.0.0.1:$PORT/v2/models/$1/stats" | $PY -c \
-    'import json,sys; s=json.load(sys.stdin)["model_stats"][0]["inference_stats"]["compute_infer"]; print(s["count"], s["ns"])'
+    'import json,sys; m=json.load(sys.stdin)["model_stats"][0]; s=m["inference_stats"]["compute_infer"]; print(s["count"], s["ns"], m["execution_count"])'
 }
-printf "%-6s %5s | %10s %8s %8s | %10s %8s %8s | %9s %9s %9s\n" tensor conns \
+printf "%-6s %5s | %10s %8s %8s | %10s %8s %8s | %9s %9s %9s %8s\n" tensor conns \
   "id req/s" "id p50us" "id p99us" "py req/s" "py p50us" "py p99us" "+p50 us" "rps ratio" \
-  "+infer us"
+  "+infer us" "py batch"
 for body in ${SIZES:-small 4mb}; do
   for c in 1 8; do
     : >"$TMP/identity.runs"
     : >"$TMP/pyidentity.runs"
-    read -r ic0 in0 < <(infer_stats identity)
-    read -r pc0 pn0 < <(infer_stats pyidentity)
+    read -r ic0 in0 _ < <(infer_stats identity)
+    read -r pc0 pn0 pe0 < <(infer_stats pyidentity)
     for _ in $(seq "$ROUNDS"); do
       run identity "$body" "$c" >>"$TMP/identity.runs"
       run pyidentity "$body" "$c" >>"$TMP/pyidentity.runs"
@@ -101,16 +103,17 @@ for body in ${SIZES:-small 4mb}; do
     col() { awk "{print \$$2}" "$TMP/$1.runs" | median; }
     ir=$(col identity 1) ip50=$(col identity 2) ip99=$(col identity 3)
     pr=$(col pyidentity 1) pp50=$(col pyidentity 2) pp99=$(col pyidentity 3)
-    read -r ic1 in1 < <(infer_stats identity)
-    read -r pc1 pn1 < <(infer_stats pyidentity)
+    read -r ic1 in1 _ < <(infer_stats identity)
+    read -r pc1 pn1 pe1 < <(infer_stats pyidentity)
     added_infer=$(( (pn1 - pn0) / (pc1 - pc0) / 1000 - (in1 - in0) / (ic1 - ic0) / 1000 ))
-    printf "%-6s %5s | %10.0f %8s %8s | %10.0f %8s %8s | %9s %9.2f %9s\n" "$body" "$c" \
+    printf "%-6s %5s | %10.0f %8s %8s | %10.0f %8s %8s | %9s %9.2f %9s %8.1f\n" "$body" "$c" \
       "$ir" "$ip50" "$ip99" "$pr" "$pp50" "$pp99" "$((pp50 - ip50))" \
-      "$(echo "$pr / $ir" | bc -l)" "$added_infer"
+      "$(echo "$pr / $ir" | bc -l)" "$added_infer" "$(echo "($pc1 - $pc0) / ($pe1 - $pe0)" | bc -l)"
     errors=$(cat "$TMP/identity.runs" "$TMP/pyidentity.runs" | awk '{e += $4 + $5} END {print e + 0}')
     [ "$errors" = 0 ] || echo "  $errors non-2xx replies or socket errors (see $TMP/*.runs)"
   done
 done
 echo "+p50 us = python p50 - identity p50 over HTTP (goal <= 60 at 1 connection, small); rps ratio ="
 echo "python/identity (goal >= 0.5 at 8, small); +infer us = the backends' mean compute_infer per"
-echo "request (server statistics) python - identity: the Python backend's own share"
+echo "request (server statistics) python - identity: the Python backend's own share; py batch ="
+echo "requests per execute() call of the Python model (server statistics)"

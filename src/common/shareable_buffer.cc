@@ -70,6 +70,8 @@ class ShareableBufferPool {
     return ShareableSpan{std::move(owner), static_cast<size_t>(p - base)};
   }
 
+  uint64_t Freed() const { return freed_.load(std::memory_order_acquire); }
+
   bool Alive(uint64_t id) {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& [_, e] : live_)
@@ -138,6 +140,7 @@ class ShareableBufferPool {
         evicted.push_back(buf);
       }
     }
+    freed_.fetch_add(evicted.size(), std::memory_order_release);
     for (ShareableBuffer* b : evicted) delete b;
   }
 
@@ -146,6 +149,7 @@ class ShareableBufferPool {
   std::vector<ShareableBuffer*> idle_;
   size_t idle_bytes_ = 0;
   std::atomic<uint64_t> next_id_{1};
+  std::atomic<uint64_t> freed_{0};
 };
 
 ShareableBuffer::~ShareableBuffer() {
@@ -162,5 +166,7 @@ std::optional<ShareableSpan> FindShareable(const void* data, size_t size) {
 }
 
 bool ShareableBufferAlive(uint64_t id) { return ShareableBufferPool::Get().Alive(id); }
+
+uint64_t ShareableBuffersFreed() { return ShareableBufferPool::Get().Freed(); }
 
 }  // namespace flowserve

@@ -50,5 +50,8 @@ std::optional<ShareableSpan> FindShareable(const void* data, size_t size);
 // Whether a buffer with this id still exists (in use or idle in the pool): a peer that
 // mapped it may drop its mapping once it does not.
 bool ShareableBufferAlive(uint64_t id);
+// How many buffers the pool has freed so far: a peer that mapped some need only look
+// them up again (ShareableBufferAlive) when this moved.
+uint64_t ShareableBuffersFreed();
 
 }  // namespace flowserve

@@ -834,9 +834,14 @@ class PythonInstance : public BackendInstance {
         if (!span) need = AlignUp(need) + t.byte_size;
       }
     }
-    // Buffers the process mapped that are gone now: it unmaps them.
+    // Buffers the process mapped that are gone now: it unmaps them. Looked up only when
+    // the pool freed any since the last look (read first: a free during the look shows
+    // next time).
     std::vector<uint64_t> gone_regions;
-    for (auto it = regions_sent_.begin(); it != regions_sent_.end();) {
+    const uint64_t freed_now = regions_sent_.empty() ? freed_seen_ : ShareableBuffersFreed();
+    const bool look = freed_now != freed_seen_;
+    freed_seen_ = freed_now;
+    for (auto it = regions_sent_.begin(); look && it != regions_sent_.end();) {
       if (regions.count(*it) || ShareableBufferAlive(*it)) {
         ++it;
       } else {
@@ -1404,6 +1409,7 @@ class PythonInstance : public BackendInstance {
   int restarts_ = 0;
   std::vector<std::shared_ptr<Arena>> arenas_;  // under mu_; the process maps each
   std::set<uint64_t> regions_sent_;  // under mu_: shareable buffers the process has mapped
+  uint64_t freed_seen_ = 0;          // under mu_: ShareableBuffersFreed() at the last look
   int64_t next_arena_id_ = 1;        // under mu_
   std::shared_ptr<SegmentCache> segments_;
 
