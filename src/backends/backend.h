@@ -54,6 +54,16 @@ class BackendInstance {
   // thread at a time per instance, unless ConcurrentExecute() says it may be more.
   virtual void Execute(std::span<InferenceRequest* const> requests,
                        std::span<InferenceResponse* const> responses) = 0;
+  // Execute without waiting, for a caller on an event loop's thread (see
+  // common/readiness_watch.h): starts the batch and returns true, and `done` runs once
+  // every response is set, on that loop's thread (possibly before this returns). Returns
+  // false, having started nothing, when it cannot; the caller then calls Execute. The
+  // same one-at-a-time rule as Execute holds until `done` runs.
+  virtual bool StartExecute(std::span<InferenceRequest* const> /*requests*/,
+                            std::span<InferenceResponse* const> /*responses*/,
+                            std::function<void()> /*done*/) {
+    return false;
+  }
   // True when Execute mostly waits for another process (the Python backend's stub).
   // Running it on a frontend's I/O thread then saves wake-ups only for a lone client:
   // with several, that thread would sleep while its other connections wait, and every

@@ -29,6 +29,19 @@ WakeBatch::~WakeBatch() {
   for (auto& [_, fn] : work) fn();
 }
 
+WakeBatch::Pause::Pause() : depth_(t_pending.depth), at_end_(std::move(t_pending.at_end)) {
+  t_pending.at_end.clear();
+  for (auto& cv : t_pending.cvs) cv->notify_one();
+  t_pending.cvs.clear();
+  t_pending.depth = 0;
+}
+
+WakeBatch::Pause::~Pause() {
+  // Scopes opened meanwhile have ended and run their own work.
+  t_pending.depth = depth_;
+  t_pending.at_end = std::move(at_end_);
+}
+
 bool WakeBatch::InScope() { return t_pending.depth > 0; }
 
 void WakeBatch::AtEnd(const void* key, std::function<void()> work) {

@@ -7,6 +7,8 @@
 #include <condition_variable>
 #include <functional>
 #include <memory>
+#include <utility>
+#include <vector>
 
 namespace flowserve {
 
@@ -26,6 +28,21 @@ class WakeBatch {
   // Runs `work` once when the outermost scope ends, after its notifications; once per
   // `key` per turn (later calls with the same key are dropped). Outside a scope: now.
   static void AtEnd(const void* key, std::function<void()> work);
+
+  // For its lifetime this thread acts as outside any scope, after notifying what the
+  // scope recorded so far: for work inside a turn that may block on another thread, which
+  // a deferred wake-up would reach only after that work (never, if it waits for it).
+  class Pause {
+   public:
+    Pause();
+    ~Pause();
+    Pause(const Pause&) = delete;
+    Pause& operator=(const Pause&) = delete;
+
+   private:
+    int depth_;
+    std::vector<std::pair<const void*, std::function<void()>>> at_end_;  // the scope's, kept
+  };
 };
 
 }  // namespace flowserve

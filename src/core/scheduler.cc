@@ -8,6 +8,7 @@
 #include "common/adaptive_spin.h"
 #include "common/client_activity.h"
 #include "common/logging.h"
+#include "common/readiness_watch.h"
 #include "common/wake_batch.h"
 #include "core/model_version.h"
 #include "core/request_trace.h"
@@ -275,6 +276,7 @@ void Scheduler::RunTurnBatch() {
   Batch batch, expired;
   size_t index = instances_.size();
   uint64_t seq = 0;
+  bool wake_workers = true;
   {
     std::lock_guard<std::mutex> lock(mu_);
     turn_pending_.store(0, std::memory_order_relaxed);  // ours or not, taken now or by a worker
@@ -293,19 +295,87 @@ void Scheduler::RunTurnBatch() {
       TakeFront(take, batch);
       busy_[index].store(true, std::memory_order_relaxed);
       ++inline_running_;
+      ++loop_running_;
       seq = next_seq_++;
+    } else if (loop_running_ > 0 && !draining_) {
+      wake_workers = false;  // a batch RunOnLoop runs takes what is queued at its end
     }
   }
   RejectExpired(expired);
-  if (!batch.empty()) {
-    Execute(index, batch, NowNs(), seq);
-    std::lock_guard<std::mutex> lock(mu_);
-    --inline_running_;
-    if (queued_ == 0 && !draining_) return;
-  }
+  if (!batch.empty()) return RunOnLoop(index, std::move(batch), seq);
   // Every instance busy (or requests came from elsewhere meanwhile): the instance
   // threads take the rest, as they take any queued request.
-  cv_->notify_all();
+  if (wake_workers) cv_->notify_all();
+}
+
+void Scheduler::RunOnLoop(size_t index, Batch batch, uint64_t seq) {
+  BackendInstance* instance = instances_[index].get();
+  std::unique_ptr<Running> run = StartRunning(index, batch, NowNs(), seq, /*shared=*/false);
+  run->infer_start = NowNs();
+  Running* raw = run.get();
+  if (!model_->decoupled() && ThreadReadinessWatch() != nullptr &&
+      instance->StartExecute(raw->reqs, raw->resps,
+                             [this, raw] { EndOnLoop(std::unique_ptr<Running>(raw)); })) {
+    (void)run.release();  // the backend's `done` owns it now
+    return;
+  }
+  if (model_->decoupled()) {
+    // (Not a turn batch's model; kept whole for safety.)
+    ExecuteDecoupled(instance, run->batch, run->reqs, run->owned, run->batch_size,
+                     run->dequeue_ns);
+    std::shared_ptr<std::condition_variable> cv;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      busy_[index].store(false, std::memory_order_release);
+      --inline_running_;
+      --loop_running_;
+      cv = cv_;
+    }
+    cv->notify_all();
+    return;
+  }
+  instance->Execute(run->reqs, run->resps);
+  EndOnLoop(std::move(run));
+}
+
+void Scheduler::EndOnLoop(std::unique_ptr<Running> run) {
+  const size_t index = run->index;
+  std::vector<Delivery> deliveries = FinishRunning(*run, NowNs());
+  Batch next, expired;
+  uint64_t next_seq = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // Still on a loop's thread (not a loop's end): what queued meanwhile goes to the
+    // process before this batch's answers are written, so that it is not left idle.
+    if (ThreadReadinessWatch() != nullptr && !draining_ && queued_ > 0) {
+      const uint64_t now = NowNs();
+      ExpireTimedOut(now, expired);
+      uint64_t wake = kNever;
+      const size_t take = queued_ > 0 ? BatchSizeNow(now, &wake) : 0;
+      if (take > 0) {
+        TakeFront(take, next);
+        ++inline_running_;  // the instance stays busy, for the next batch
+        ++loop_running_;
+        next_seq = next_seq_++;
+      }
+    }
+    if (next.empty()) busy_[index].store(false, std::memory_order_release);
+  }
+  RejectExpired(expired);
+  if (!next.empty()) RunOnLoop(index, std::move(next), next_seq);
+  Deliver(run->seq, std::move(deliveries));
+  run.reset();
+  std::shared_ptr<std::condition_variable> cv;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    --inline_running_;
+    --loop_running_;
+    // The instance's worker may have been passed over for a request queued meanwhile,
+    // and Drain waits for the last batch. (The scheduler may be gone once mu_ is free.)
+    if (queued_ == 0 && !draining_) return;
+    cv = cv_;
+  }
+  cv->notify_all();
 }
 
 size_t Scheduler::QueueSize() const {
@@ -609,39 +679,57 @@ void Scheduler::Reject(std::unique_ptr<InferenceRequest> request, const Status& 
   cb(std::move(resp));
 }
 
-void Scheduler::Execute(size_t index, Batch& batch, uint64_t dequeue_ns, uint64_t seq,
-                        bool shared) {
-  BackendInstance* instance = instances_[index].get();
-  const size_t n = batch.size();
-  std::vector<InferenceRequest*> reqs;
-  std::vector<std::unique_ptr<InferenceResponse>> owned;
-  std::vector<InferenceResponse*> resps;
-  reqs.reserve(n);
-  owned.reserve(n);
-  resps.reserve(n);
-  int64_t batch_size = 0;
-  for (auto& r : batch) {
-    reqs.push_back(r.get());
+std::unique_ptr<Scheduler::Running> Scheduler::StartRunning(size_t index, Batch& batch,
+                                                            uint64_t dequeue_ns, uint64_t seq,
+                                                            bool shared) {
+  auto run = std::make_unique<Running>();
+  run->index = index;
+  run->seq = seq;
+  run->shared = shared;
+  run->dequeue_ns = dequeue_ns;
+  run->batch = std::move(batch);
+  const size_t n = run->batch.size();
+  run->reqs.reserve(n);
+  run->owned.reserve(n);
+  run->resps.reserve(n);
+  for (auto& r : run->batch) {
+    run->reqs.push_back(r.get());
     auto resp = std::make_unique<InferenceResponse>();
     resp->model_name = model_->name();
     resp->model_version = model_->version();
     resp->id = r->id;
-    resps.push_back(resp.get());
-    owned.push_back(std::move(resp));
-    batch_size += std::max<int64_t>(1, r->batch_size);
+    run->resps.push_back(resp.get());
+    run->owned.push_back(std::move(resp));
+    run->batch_size += std::max<int64_t>(1, r->batch_size);
   }
+  return run;
+}
+
+void Scheduler::Execute(size_t index, Batch& batch, uint64_t dequeue_ns, uint64_t seq,
+                        bool shared) {
+  BackendInstance* instance = instances_[index].get();
+  std::unique_ptr<Running> run = StartRunning(index, batch, dequeue_ns, seq, shared);
   if (model_->decoupled()) {
-    ExecuteDecoupled(instance, batch, reqs, owned, batch_size, dequeue_ns);
+    ExecuteDecoupled(instance, run->batch, run->reqs, run->owned, run->batch_size, dequeue_ns);
     busy_[index].store(false, std::memory_order_release);
     return;
   }
-  const uint64_t infer_start = NowNs();
-  instance->Execute(reqs, resps);
-  const uint64_t infer_end = NowNs();
+  run->infer_start = NowNs();
+  instance->Execute(run->reqs, run->resps);
+  std::vector<Delivery> deliveries = FinishRunning(*run, NowNs());
+  // Free before the callbacks run: a caller answered by them may send its next request at
+  // once, and should find the instance idle.
+  if (!shared) busy_[index].store(false, std::memory_order_release);
+  Deliver(seq, std::move(deliveries));
+}
+
+std::vector<Scheduler::Delivery> Scheduler::FinishRunning(Running& run, uint64_t infer_end) {
+  Batch& batch = run.batch;
+  const size_t n = batch.size();
   std::vector<FailureReason> reasons(n);
-  for (size_t i = 0; i < n; ++i) reasons[i] = FinishResponse(*model_, *batch[i], *owned[i]);
+  for (size_t i = 0; i < n; ++i) reasons[i] = FinishResponse(*model_, *batch[i], *run.owned[i]);
   const uint64_t end = NowNs();
-  ObserveExecution(end - dequeue_ns);
+  ObserveExecution(end - run.dequeue_ns);
 
   // Triton's split: input = core work before the backend runs, infer = the backend's
   // Execute, output = output selection and classification. Each request is charged
@@ -650,30 +738,27 @@ void Scheduler::Execute(size_t index, Batch& batch, uint64_t dequeue_ns, uint64_
   stats.execution_count.fetch_add(1, std::memory_order_relaxed);
   stats.last_inference_ms.store(WallClockMs(), std::memory_order_relaxed);
   RequestTimes t;
-  t.compute_input_ns = infer_start - dequeue_ns;
-  t.compute_infer_ns = infer_end - infer_start;
+  t.compute_input_ns = run.infer_start - run.dequeue_ns;
+  t.compute_infer_ns = infer_end - run.infer_start;
   t.compute_output_ns = end - infer_end;
-  stats.RecordBatch(batch_size, t.compute_input_ns, t.compute_infer_ns, t.compute_output_ns);
+  stats.RecordBatch(run.batch_size, t.compute_input_ns, t.compute_infer_ns, t.compute_output_ns);
 
   std::vector<Delivery> deliveries;
   deliveries.reserve(n);
   for (size_t i = 0; i < n; ++i) {
     InferenceRequest& r = *batch[i];
-    if (r.trace) TraceExecuted(*r.trace, dequeue_ns, infer_start, infer_end, end, *owned[i]);
+    if (r.trace) TraceExecuted(*r.trace, run.dequeue_ns, run.infer_start, infer_end, end, *run.owned[i]);
     t.total_ns = end - ArrivalNs(r);
-    t.queue_ns = dequeue_ns - r.enqueue_ns;
-    if (owned[i]->status.ok()) {
+    t.queue_ns = run.dequeue_ns - r.enqueue_ns;
+    if (run.owned[i]->status.ok()) {
       stats.RecordSuccess(t, std::max<int64_t>(1, r.batch_size));
     } else {
       stats.RecordFailure(reasons[i], t.total_ns);
     }
-    deliveries.push_back(Delivery{std::move(r.on_complete), std::move(owned[i])});
+    deliveries.push_back(Delivery{std::move(r.on_complete), std::move(run.owned[i])});
     batch[i].reset();  // release input buffers before the frontend writes
   }
-  // Free before the callbacks run: a caller answered by them may send its next request at
-  // once, and should find the instance idle.
-  if (!shared) busy_[index].store(false, std::memory_order_release);
-  Deliver(seq, std::move(deliveries));
+  return deliveries;
 }
 
 void Scheduler::ExecuteDecoupled(BackendInstance* instance, Batch& batch,

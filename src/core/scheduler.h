@@ -86,10 +86,35 @@ class Scheduler {
     std::unique_ptr<InferenceResponse> response;
   };
 
+  // One batch on an instance, from leaving the queue to its answers.
+  struct Running {
+    size_t index = 0;
+    uint64_t seq = 0;
+    bool shared = false;
+    uint64_t dequeue_ns = 0;
+    uint64_t infer_start = 0;
+    int64_t batch_size = 0;
+    Batch batch;
+    std::vector<InferenceRequest*> reqs;
+    std::vector<std::unique_ptr<InferenceResponse>> owned;
+    std::vector<InferenceResponse*> resps;
+  };
+
   void WorkerLoop(size_t index);
   // At the end of an I/O thread's turn: runs what is queued as one batch on this thread,
   // if an instance is idle; else leaves it to the instance threads.
   void RunTurnBatch();
+  // Runs `batch` (taken with busy_[index] set and inline_running_ counted) from an event
+  // loop's thread: started without waiting where the instance can (StartExecute); its end
+  // (EndOnLoop) starts the next queued batch from there before answering this one.
+  void RunOnLoop(size_t index, Batch batch, uint64_t seq);
+  // The end of a batch RunOnLoop ran: answers it, having started what is queued (or freed
+  // the instance). Returns the next batch to run when the caller should run it.
+  void EndOnLoop(std::unique_ptr<Running> run);
+  std::unique_ptr<Running> StartRunning(size_t index, Batch& batch, uint64_t dequeue_ns,
+                                        uint64_t seq, bool shared);
+  // After the backend: output selection, statistics and traces; what to deliver.
+  std::vector<Delivery> FinishRunning(Running& run, uint64_t infer_end);
   // Under mu_: how many queued requests the next batch takes now; 0 when it should wait
   // for more, until *wake at the latest.
   size_t BatchSizeNow(uint64_t now, uint64_t* wake) const;
@@ -162,6 +187,9 @@ class Scheduler {
   // cv_, which the inline release notifies under mu_).
   std::unique_ptr<std::atomic<bool>[]> busy_;
   size_t inline_running_ = 0;  // under mu_; Drain waits for it to reach 0
+  // Under mu_: of those, batches RunOnLoop runs, whose end looks at the queue itself
+  // (RunTurnBatch then need not wake an instance thread for what it leaves queued).
+  size_t loop_running_ = 0;
   // Inline execution needs no batching delay, no decoupled responses (fixed at load).
   bool inline_allowed_ = false;
   // Inline only for a lone client (BackendInstance::WaitsOnAnotherProcess).

@@ -35,6 +35,7 @@
 #include "common/client_activity.h"
 #include "common/custom_metrics.h"
 #include "common/logging.h"
+#include "common/readiness_watch.h"
 #include "common/shareable_buffer.h"
 #include "core/response_sender.h"
 #include "model_config.pb.h"
@@ -743,25 +744,7 @@ class PythonInstance : public BackendInstance {
   void Execute(std::span<InferenceRequest* const> requests,
                std::span<InferenceResponse* const> responses) override {
     std::unique_lock<std::mutex> lock(mu_);
-    // A process that just died is being replaced: wait for its successor. One that died
-    // while idle is noticed here too, so no request is sent to it.
-    for (;;) {
-      cv_.wait(lock, [&] { return stopping_ || !failed_.empty() || (proc_ && !proc_dead_); });
-      if (!proc_ || proc_dead_) break;
-      if (!proc_->Exited()) {
-        // A decoupled model's reader sees the socket close a moment before the process
-        // has exited: that process is gone too, wait for its end and then its successor.
-        if (!info_->decoupled || !ReaderEnded()) break;
-        proc_->Kill();
-        proc_->WaitAndDescribe(/*reap=*/false);
-      }
-      proc_dead_ = true;
-    }
-    if (!proc_ || proc_dead_) {
-      Fail(responses, Unavailable(info_->label + " " + who_ + ": " +
-                                  (failed_.empty() ? "stopping" : failed_)));
-      return;
-    }
+    if (!AwaitProcess(lock, responses)) return;
     if (info_->decoupled) {
       for (auto* r : requests) {
         if (!r->response_sender) {
@@ -771,23 +754,44 @@ class PythonInstance : public BackendInstance {
         }
       }
     }
-    Status st = Run(requests, responses);
-    if (!st.ok()) {
-      if (st.code() == StatusCode::kUnavailable) {
-        // The process died under these requests: answer them now; the supervisor (woken
-        // by the process's pidfd) restarts it.
-        proc_dead_ = true;
-        // A broken socket to a live process leaves it useless too: end it, so the wait
-        // below cannot hang and the supervisor replaces it.
-        if (!proc_->Exited()) proc_->Kill();
-        std::string how = proc_->WaitAndDescribe(/*reap=*/false);
-        st = Unavailable(info_->label + " " + who_ + ": the Python process (pid " +
-                         std::to_string(proc_->pid()) + ") " + how +
-                         " while executing this request (the server restarts it unless it "
-                         "keeps dying)");
+    Flight flight;
+    Status st = Send(requests, flight);
+    if (st.ok()) {
+      if (info_->decoupled) {
+        st = AwaitExecuted(flight.tokens, responses);
+      } else {
+        const Channel& channel = *proc_->channel();
+        spin_.Spin([&] { return channel.Readable(); });
+        Frame frame;
+        rapidjson::Document msg;
+        st = Converse(*info_, who_, *proc_, "done", frame, msg, std::nullopt, metrics_owner_);
+        if (st.ok()) st = TakeReply(requests, responses, flight, frame, msg);
       }
-      Fail(responses, st);
     }
+    if (!st.ok()) AnswerFailure(st, responses);
+  }
+
+  // On an I/O thread's loop: the batch goes to the process and the thread goes on serving
+  // its connections; the reply is read when the socket turns readable (ReadOnLoop).
+  bool StartExecute(std::span<InferenceRequest* const> requests,
+                    std::span<InferenceResponse* const> responses,
+                    std::function<void()> done) override {
+    ReadinessWatch* watch = ThreadReadinessWatch();
+    if (info_->decoupled || watch == nullptr) return false;
+    std::unique_lock<std::mutex> lock(mu_);
+    // Anything but a live process: Execute waits for the restart or answers the error.
+    if (stopping_ || !failed_.empty() || !proc_ || proc_dead_ || proc_->Exited()) return false;
+    auto pending = std::make_shared<OnLoop>();
+    if (!Send(requests, pending->flight).ok()) return false;  // Execute meets it again
+    pending->requests = requests;
+    pending->responses = responses;
+    pending->done = std::move(done);
+    pending->watch = watch;
+    in_flight_ = true;
+    const int fd = proc_->channel()->fd();
+    lock.unlock();
+    watch->WhenReadable(fd, [this, pending] { ReadOnLoop(pending); });
+    return true;
   }
 
  private:
@@ -798,21 +802,75 @@ class PythonInstance : public BackendInstance {
     }
   }
 
+  // What a sent batch's reply may point into, kept until the reply is read.
+  struct Flight {
+    std::shared_ptr<Arena> arena;
+    std::map<uint64_t, std::shared_ptr<ShareableBuffer>> regions;  // the batch's, by id
+    std::vector<uint64_t> tokens;                                   // decoupled streams
+  };
+  // A batch StartExecute sent, until ReadOnLoop has its reply.
+  struct OnLoop {
+    Flight flight;
+    std::span<InferenceRequest* const> requests;
+    std::span<InferenceResponse* const> responses;
+    std::function<void()> done;
+    ReadinessWatch* watch = nullptr;
+  };
+
+  // Under mu_: waits while a process that just died is being replaced; false (the
+  // responses failed) when there is none to run on.
+  bool AwaitProcess(std::unique_lock<std::mutex>& lock,
+                    std::span<InferenceResponse* const> responses) {
+    // One that died while idle is noticed here too, so no request is sent to it.
+    for (;;) {
+      cv_.wait(lock, [&] { return stopping_ || !failed_.empty() || (proc_ && !proc_dead_); });
+      if (!proc_ || proc_dead_) break;
+      if (!proc_->Exited()) {
+        // A decoupled model's reader sees the socket close a moment before the process
+        // has exited: that process is gone too, wait for its end and then its successor.
+        if (!info_->decoupled || !ReaderEnded()) return true;
+        proc_->Kill();
+        proc_->WaitAndDescribe(/*reap=*/false);
+      }
+      proc_dead_ = true;
+    }
+    Fail(responses,
+         Unavailable(info_->label + " " + who_ + ": " + (failed_.empty() ? "stopping" : failed_)));
+    return false;
+  }
+
+  // Under mu_: answers a batch whose round trip failed. Unavailable means the process
+  // died under it; the supervisor (woken by the process's pidfd) restarts it.
+  void AnswerFailure(Status st, std::span<InferenceResponse* const> responses) {
+    if (st.code() == StatusCode::kUnavailable) {
+      proc_dead_ = true;
+      // A broken socket to a live process leaves it useless too: end it, so the wait
+      // below cannot hang and the supervisor replaces it.
+      if (!proc_->Exited()) proc_->Kill();
+      std::string how = proc_->WaitAndDescribe(/*reap=*/false);
+      st = Unavailable(info_->label + " " + who_ + ": the Python process (pid " +
+                       std::to_string(proc_->pid()) + ") " + how +
+                       " while executing this request (the server restarts it unless it "
+                       "keeps dying)");
+    }
+    Fail(responses, st);
+  }
+
   bool ReaderEnded() const {
     if (!inbox_) return false;
     std::lock_guard<std::mutex> lock(inbox_->mu);
     return inbox_->ended;
   }
 
-  // One execute() round trip. Unavailable means the process is gone.
-  Status Run(std::span<InferenceRequest* const> requests,
-             std::span<InferenceResponse* const> responses) {
+  // Sends one batch to execute(); `flight` keeps what its reply may point into.
+  // Unavailable means the process is gone.
+  Status Send(std::span<InferenceRequest* const> requests, Flight& flight) {
     const ModelInfo& info = *info_;
     // Inputs are copied once, into the arena the process maps (request bytes live in the
     // server's heap, which the process cannot see), unless they lie in a shareable buffer
     // (a large HTTP body): then the process maps that buffer (once) and reads them there.
     std::vector<std::optional<ShareableSpan>> shared;
-    std::map<uint64_t, std::shared_ptr<ShareableBuffer>> regions;  // the batch's, by id
+    std::map<uint64_t, std::shared_ptr<ShareableBuffer>>& regions = flight.regions;  // by id
     std::vector<const ShareableBuffer*> new_regions;  // the process has not mapped them yet
     size_t need = 0;
     for (auto* r : requests) {
@@ -861,7 +919,7 @@ class PythonInstance : public BackendInstance {
       std::lock_guard<std::mutex> lock(segments_->mu);
       freed.swap(segments_->released);
     }
-    std::vector<uint64_t> tokens;
+    std::vector<uint64_t>& tokens = flight.tokens;
     std::string json = JsonOf([&](Writer& w) {
       w.StartObject();
       w.Key("op");
@@ -989,13 +1047,16 @@ class PythonInstance : public BackendInstance {
       return sent;
     }
 
-    Frame frame;
-    rapidjson::Document msg;
-    if (info.decoupled) return AwaitExecuted(tokens, responses);
-    const Channel& channel = *proc_->channel();
-    spin_.Spin([&] { return channel.Readable(); });
-    FS_RETURN_IF_ERROR(
-        Converse(info, who_, *proc_, "done", frame, msg, std::nullopt, metrics_owner_));
+    flight.arena = arena.value();
+    return Status::Ok();
+  }
+
+  // The process's "done" for a sent batch: fills the responses (or fails them all with
+  // execute()'s exception).
+  Status TakeReply(std::span<InferenceRequest* const> requests,
+                   std::span<InferenceResponse* const> responses, Flight& flight, Frame& frame,
+                   const rapidjson::Document& msg) {
+    const ModelInfo& info = *info_;
     FS_RETURN_IF_ERROR(UpdateSegments(msg, frame));
     if (msg.HasMember("error") && msg["error"].IsString()) {
       // execute() raised: every request of the batch gets the exception's text.
@@ -1010,11 +1071,50 @@ class PythonInstance : public BackendInstance {
     if (!msg.HasMember("r") || !msg["r"].IsArray() || msg["r"].Size() != requests.size())
       return Internal("malformed execute reply from the Python process");
     const auto& items = msg["r"].GetArray();
-    SegmentRefs refs{segments_, {}, arena.value(), nullptr, std::move(regions)};
+    SegmentRefs refs{segments_, {}, flight.arena, nullptr, std::move(flight.regions)};
     for (size_t i = 0; i < requests.size(); ++i) {
       FillResponse(*requests[i], *responses[i], items[i], frame, maps.value(), refs);
     }
     return Status::Ok();
+  }
+
+  // A batch StartExecute sent: the frames that are there now. Side messages (log, BLS,
+  // metrics) are served as they come; the thread never waits for the next frame (a BLS
+  // call may need this very loop), the loop calls again when one arrives.
+  void ReadOnLoop(const std::shared_ptr<OnLoop>& pending) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      Status st;
+      Frame frame;
+      rapidjson::Document msg;
+      for (bool first = true;; first = false) {
+        if (!first && !proc_->channel()->Readable()) {
+          const int fd = proc_->channel()->fd();
+          lock.unlock();
+          pending->watch->WhenReadable(fd, [this, pending] { ReadOnLoop(pending); });
+          return;
+        }
+        st = proc_->channel()->Receive(frame, proc_->pidfd());
+        if (!st.ok()) break;
+        msg.Parse(frame.json().data(), frame.json().size());
+        if (msg.HasParseError() || !msg.IsObject() || !msg.HasMember("op")) {
+          st = Internal("malformed message from the Python process");
+          break;
+        }
+        const std::string op = StrOf(msg["op"]);
+        if (op == "done") {
+          st = TakeReply(pending->requests, pending->responses, pending->flight, frame, msg);
+          break;
+        }
+        HandleSideMessage(*info_, who_, proc_->channel(), op, msg, frame, metrics_owner_);
+      }
+      if (!st.ok()) AnswerFailure(st, pending->responses);
+      in_flight_ = false;
+    }
+    cv_.notify_all();  // the supervisor may wait for this batch's end
+    // Last: `done` may let the scheduler (and this instance) go.
+    std::function<void()> done = std::move(pending->done);
+    done();
   }
 
   // The arena the next batch's inputs (`need` bytes) go into: the smallest idle one that
@@ -1331,8 +1431,13 @@ class PythonInstance : public BackendInstance {
       if (pidfd < 0 || !pfd[1].revents) continue;
 
       // The process died. Execute (if running) sees it too and answers its requests;
-      // taking mu_ waits for that.
+      // taking mu_ waits for that. A batch sent from a loop (StartExecute) is answered
+      // when its socket reads the end: shut it, in case a grandchild still holds it open.
       std::unique_lock<std::mutex> lock(mu_);
+      if (in_flight_) {
+        proc_->channel()->Shutdown();
+        cv_.wait(lock, [&] { return !in_flight_; });
+      }
       JoinReader();      // it ends with the process, failing the requests still open
       ReleaseMetrics();  // initialize() of the next process makes them again
       pid_t pid = proc_->pid();
@@ -1404,6 +1509,7 @@ class PythonInstance : public BackendInstance {
   std::condition_variable cv_;
   std::unique_ptr<StubProcess> proc_;
   bool proc_dead_ = false;
+  bool in_flight_ = false;  // under mu_: a batch StartExecute sent awaits its reply
   bool stopping_ = false;
   std::string failed_;  // non-empty: not restarted any more, every request fails with it
   int restarts_ = 0;

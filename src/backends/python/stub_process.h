@@ -92,6 +92,7 @@ class Channel {
   void Shutdown();
   // Whether a frame (or the peer's close) is waiting; never blocks.
   bool Readable() const;
+  int fd() const { return fd_.get(); }  // to wait for readability elsewhere
 
  private:
   UniqueFd fd_;

@@ -9,6 +9,8 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -17,6 +19,7 @@
 #include "common/adaptive_spin.h"
 #include "common/client_activity.h"
 #include "common/logging.h"
+#include "common/readiness_watch.h"
 #include "common/shareable_buffer.h"
 #include "common/wake_batch.h"
 #include "frontends/http/beast.h"
@@ -110,6 +113,49 @@ constexpr uint64_t kShareableBodyMin = 64 << 10;
 
 }  // namespace
 
+// Per I/O thread: descriptors a backend waits on without blocking the thread (an
+// out-of-process model's reply). A pending wait is work, so the loop outlives it.
+class LoopReadinessWatch : public ReadinessWatch {
+ public:
+  explicit LoopReadinessWatch(asio::io_context& ctx) : ctx_(ctx) {}
+
+  void WhenReadable(int fd, std::function<void()> ready) override {
+    auto owned = std::make_unique<Waiting>(ctx_, fd, std::move(ready));
+    Waiting* w = owned.get();
+    waiting_.emplace(w, std::move(owned));
+    w->descriptor.async_wait(asio::posix::stream_descriptor::wait_read,
+                             [this, w](beast::error_code) { Fire(w); });
+  }
+
+  // Once the loop's thread has ended: whatever still waits runs now, on this thread.
+  void RunAbandoned() {
+    while (!waiting_.empty()) Fire(waiting_.begin()->first);
+  }
+
+ private:
+  struct Waiting {
+    Waiting(asio::io_context& ctx, int fd, std::function<void()> f)
+        : descriptor(ctx, fd), ready(std::move(f)) {}
+    asio::posix::stream_descriptor descriptor;
+    std::function<void()> ready;
+  };
+
+  void Fire(Waiting* w) {
+    auto node = waiting_.extract(w);
+    if (node.empty()) return;  // run already (an abandoned wait's handler, cancelled)
+    node.mapped()->descriptor.release();  // the descriptor stays the caller's
+    std::function<void()> ready = std::move(node.mapped()->ready);
+    node.mapped().reset();
+    // What runs may block on another thread (a BLS call of the model): the requests this
+    // turn parsed so far must not wait for the turn's end to be woken.
+    WakeBatch::Pause pause;
+    ready();
+  }
+
+  asio::io_context& ctx_;
+  std::unordered_map<Waiting*, std::unique_ptr<Waiting>> waiting_;
+};
+
 struct HttpListener::Impl {
   HttpListenerOptions options;
   HttpHandler handler;
@@ -134,6 +180,7 @@ struct HttpListener::Impl {
     int count = 0;
   };
   std::vector<Awaiting> awaiting;
+  std::vector<std::unique_ptr<LoopReadinessWatch>> watches;  // per context
   // At most one I/O thread spins at a time: on a small machine a second spinner would
   // take the core the model's thread needs to produce the answer.
   std::atomic<bool> spinning{false};
@@ -734,6 +781,7 @@ void HttpListener::Impl::Refuse(tcp::socket s) {
 void HttpListener::Impl::Run(size_t ctx_index) {
   asio::io_context& ctx = *contexts[ctx_index];
   t_running_context = &ctx;
+  SetThreadReadinessWatch(watches[ctx_index].get());
   const int& waiting = awaiting[ctx_index].count;
   AdaptiveSpin spin{std::chrono::microseconds(options.spin_us)};
   for (;;) {
@@ -872,6 +920,7 @@ Result<std::unique_ptr<HttpListener>> HttpListener::Start(const HttpListenerOpti
     // need a strand, and posting an answer wakes exactly the thread that owns it.
     impl->contexts.push_back(std::make_unique<asio::io_context>(1));
     impl->guards.push_back(asio::make_work_guard(*impl->contexts.back()));
+    impl->watches.push_back(std::make_unique<LoopReadinessWatch>(*impl->contexts.back()));
   }
   impl->sessions.resize(n);
   impl->load = std::make_unique<Impl::Load[]>(static_cast<size_t>(n));
@@ -977,6 +1026,7 @@ void HttpListener::Stop() {
 HttpListener::~HttpListener() {
   Stop();
   // Threads are joined: the session maps may be cleared from here.
+  for (auto& w : impl_->watches) w->RunAbandoned();
   for (auto& m : impl_->sessions) m.clear();
   impl_->acceptor.reset();
 }
