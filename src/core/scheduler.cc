@@ -316,6 +316,7 @@ void Scheduler::RunOnLoop(size_t index, Batch batch, uint64_t seq) {
   if (!model_->decoupled() && ThreadReadinessWatch() != nullptr &&
       instance->StartExecute(raw->reqs, raw->resps,
                              [this, raw] { EndOnLoop(std::unique_ptr<Running>(raw)); })) {
+    raw->started_async = true;
     (void)run.release();  // the backend's `done` owns it now
     return;
   }
@@ -370,9 +371,10 @@ void Scheduler::EndOnLoop(std::unique_ptr<Running> run) {
     std::lock_guard<std::mutex> lock(mu_);
     --inline_running_;
     --loop_running_;
-    // The instance's worker may have been passed over for a request queued meanwhile,
-    // and Drain waits for the last batch. (The scheduler may be gone once mu_ is free.)
-    if (queued_ == 0 && !draining_) return;
+    // Drain waits for the last batch, and a request queued meanwhile needs an instance
+    // thread unless a batch run from a loop takes it at its end (or the turn that queued
+    // it does). (The scheduler may be gone once mu_ is free.)
+    if (!draining_ && (queued_ == 0 || loop_running_ > 0 || turn_pending_ > 0)) return;
     cv = cv_;
   }
   cv->notify_all();
@@ -729,7 +731,9 @@ std::vector<Scheduler::Delivery> Scheduler::FinishRunning(Running& run, uint64_t
   std::vector<FailureReason> reasons(n);
   for (size_t i = 0; i < n; ++i) reasons[i] = FinishResponse(*model_, *batch[i], *run.owned[i]);
   const uint64_t end = NowNs();
-  ObserveExecution(end - run.dequeue_ns);
+  // A batch started without waiting kept no thread waiting: its time says nothing of what
+  // running the model on a caller's thread would cost (and includes the loop's own work).
+  if (!run.started_async) ObserveExecution(end - run.dequeue_ns);
 
   // Triton's split: input = core work before the backend runs, infer = the backend's
   // Execute, output = output selection and classification. Each request is charged

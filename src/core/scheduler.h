@@ -94,6 +94,7 @@ class Scheduler {
     uint64_t dequeue_ns = 0;
     uint64_t infer_start = 0;
     int64_t batch_size = 0;
+    bool started_async = false;  // StartExecute took it
     Batch batch;
     std::vector<InferenceRequest*> reqs;
     std::vector<std::unique_ptr<InferenceResponse>> owned;
