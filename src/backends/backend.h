@@ -56,14 +56,22 @@ class BackendInstance {
                        std::span<InferenceResponse* const> responses) = 0;
   // Execute without waiting, for a caller on an event loop's thread (see
   // common/readiness_watch.h): starts the batch and returns true, and `done` runs once
-  // every response is set, on that loop's thread (possibly before this returns). Returns
-  // false, having started nothing, when it cannot; the caller then calls Execute. The
-  // same one-at-a-time rule as Execute holds until `done` runs.
+  // every response is set, on a loop's thread, never inside this call. Returns
+  // false, having started nothing, when it cannot; the caller then calls Execute. Until
+  // `done` runs, the instance is busy for Execute, but StartExecute may be called again
+  // up to PipelineDepth() batches at once; while any runs it must not return false.
   virtual bool StartExecute(std::span<InferenceRequest* const> /*requests*/,
                             std::span<InferenceResponse* const> /*responses*/,
                             std::function<void()> /*done*/) {
     return false;
   }
+  // True when StartExecute takes batches (from a loop's thread): the scheduler then sends
+  // such a batch from an I/O thread even when executions take long.
+  virtual bool StartsWithoutWaiting() const { return false; }
+  // How many batches StartExecute may have running at once (they end in order): a second
+  // one waits in the instance (the Python process's socket) while the first executes, so
+  // the process never sleeps between them.
+  virtual size_t PipelineDepth() const { return 1; }
   // True when Execute mostly waits for another process (the Python backend's stub).
   // Running it on a frontend's I/O thread then saves wake-ups only for a lone client:
   // with several, that thread would sleep while its other connections wait, and every

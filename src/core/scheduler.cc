@@ -122,6 +122,14 @@ Scheduler::Scheduler(ModelVersion* model, BatchingPolicy policy,
       !instances_.empty() &&
       std::all_of(instances_.begin(), instances_.end(),
                   [](const std::unique_ptr<BackendInstance>& i) { return i->ConcurrentExecute(); });
+  loop_async_ = !instances_.empty() && std::all_of(instances_.begin(), instances_.end(),
+                                                   [](const std::unique_ptr<BackendInstance>& i) {
+                                                     return i->StartsWithoutWaiting();
+                                                   });
+  on_loop_.assign(instances_.size(), 0);
+  async_on_loop_.assign(instances_.size(), 0);
+  for (const auto& i : instances_)
+    pipeline_depth_.push_back(static_cast<int>(std::max<size_t>(1, i->PipelineDepth())));
   workers_.reserve(instances_.size());
   for (size_t i = 0; i < instances_.size(); ++i) {
     workers_.emplace_back([this, i] { WorkerLoop(i); });
@@ -211,8 +219,11 @@ Status Scheduler::Enqueue(std::unique_ptr<InferenceRequest>& request) {
   // in one turn of its loop wait in the queue and run there as one batch when the turn
   // ends (RunTurnBatch). That saves the two hand-offs through the instance thread, which
   // cost a batch more than the process's own round trip (bench/wake_latency.py).
-  const bool turn_batch =
-      !try_inline && cheap_inline && inline_lone_only_ && policy_.enabled && WakeBatch::InScope();
+  // The thread does not wait for a batch whose instance starts it without waiting (it
+  // waits only while the process restarts), so the model need not be cheap then.
+  const bool turn_batch = !try_inline && request->may_run_inline && inline_allowed_ &&
+                          (MeasuredCheap() || loop_async_) && inline_lone_only_ &&
+                          policy_.enabled && WakeBatch::InScope();
   int inline_index = -1;
   bool inline_shared = false;
   uint64_t inline_seq = 0;
@@ -287,6 +298,14 @@ void Scheduler::RunTurnBatch() {
         break;
       }
     }
+    // None idle: one running only batches started without waiting may take another
+    // behind them, up to its depth (its process then goes from one to the next).
+    for (size_t i = 0; index == instances_.size() && i < instances_.size() && !draining_; ++i) {
+      if (async_on_loop_[i] > 0 && async_on_loop_[i] == on_loop_[i] &&
+          on_loop_[i] < pipeline_depth_[i]) {
+        index = i;
+      }
+    }
     const uint64_t now = NowNs();
     ExpireTimedOut(now, expired);
     uint64_t wake = kNever;
@@ -296,6 +315,7 @@ void Scheduler::RunTurnBatch() {
       busy_[index].store(true, std::memory_order_relaxed);
       ++inline_running_;
       ++loop_running_;
+      ++on_loop_[index];
       seq = next_seq_++;
     } else if (loop_running_ > 0 && !draining_) {
       wake_workers = false;  // a batch RunOnLoop runs takes what is queued at its end
@@ -313,21 +333,29 @@ void Scheduler::RunOnLoop(size_t index, Batch batch, uint64_t seq) {
   std::unique_ptr<Running> run = StartRunning(index, batch, NowNs(), seq, /*shared=*/false);
   run->infer_start = NowNs();
   Running* raw = run.get();
-  if (!model_->decoupled() && ThreadReadinessWatch() != nullptr &&
-      instance->StartExecute(raw->reqs, raw->resps,
-                             [this, raw] { EndOnLoop(std::unique_ptr<Running>(raw)); })) {
+  if (!model_->decoupled() && ThreadReadinessWatch() != nullptr) {
     raw->started_async = true;
-    (void)run.release();  // the backend's `done` owns it now
-    return;
+    {
+      // Counted first: its end may come on another loop's thread before this returns.
+      std::lock_guard<std::mutex> lock(mu_);
+      ++async_on_loop_[index];
+    }
+    if (instance->StartExecute(raw->reqs, raw->resps,
+                               [this, raw] { EndOnLoop(std::unique_ptr<Running>(raw)); })) {
+      (void)run.release();  // the backend's `done` owns it now
+      return;
+    }
+    raw->started_async = false;
+    std::lock_guard<std::mutex> lock(mu_);
+    --async_on_loop_[index];
   }
   if (model_->decoupled()) {
     // (Not a turn batch's model; kept whole for safety.)
-    ExecuteDecoupled(instance, run->batch, run->reqs, run->owned, run->batch_size,
-                     run->dequeue_ns);
+    ExecuteDecoupled(instance, run->batch, run->reqs, run->owned, run->batch_size, run->dequeue_ns);
     std::shared_ptr<std::condition_variable> cv;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      busy_[index].store(false, std::memory_order_release);
+      if (--on_loop_[index] == 0) busy_[index].store(false, std::memory_order_release);
       --inline_running_;
       --loop_running_;
       cv = cv_;
@@ -346,8 +374,11 @@ void Scheduler::EndOnLoop(std::unique_ptr<Running> run) {
   uint64_t next_seq = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    --on_loop_[index];
+    if (run->started_async) --async_on_loop_[index];
     // Still on a loop's thread (not a loop's end): what queued meanwhile goes to the
     // process before this batch's answers are written, so that it is not left idle.
+    // (An instance busy with a thread's Execute has no batch on a loop: none here.)
     if (ThreadReadinessWatch() != nullptr && !draining_ && queued_ > 0) {
       const uint64_t now = NowNs();
       ExpireTimedOut(now, expired);
@@ -357,10 +388,11 @@ void Scheduler::EndOnLoop(std::unique_ptr<Running> run) {
         TakeFront(take, next);
         ++inline_running_;  // the instance stays busy, for the next batch
         ++loop_running_;
+        ++on_loop_[index];
         next_seq = next_seq_++;
       }
     }
-    if (next.empty()) busy_[index].store(false, std::memory_order_release);
+    if (on_loop_[index] == 0) busy_[index].store(false, std::memory_order_release);
   }
   RejectExpired(expired);
   if (!next.empty()) RunOnLoop(index, std::move(next), next_seq);
@@ -751,7 +783,8 @@ std::vector<Scheduler::Delivery> Scheduler::FinishRunning(Running& run, uint64_t
   deliveries.reserve(n);
   for (size_t i = 0; i < n; ++i) {
     InferenceRequest& r = *batch[i];
-    if (r.trace) TraceExecuted(*r.trace, run.dequeue_ns, run.infer_start, infer_end, end, *run.owned[i]);
+    if (r.trace)
+      TraceExecuted(*r.trace, run.dequeue_ns, run.infer_start, infer_end, end, *run.owned[i]);
     t.total_ns = end - ArrivalNs(r);
     t.queue_ns = run.dequeue_ns - r.enqueue_ns;
     if (run.owned[i]->status.ok()) {

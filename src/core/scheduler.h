@@ -191,6 +191,13 @@ class Scheduler {
   // Under mu_: of those, batches RunOnLoop runs, whose end looks at the queue itself
   // (RunTurnBatch then need not wake an instance thread for what it leaves queued).
   size_t loop_running_ = 0;
+  // By instance, under mu_: batches RunOnLoop runs on it; of those, started without
+  // waiting (counted just before StartExecute); and how many of those it takes at once
+  // (BackendInstance::PipelineDepth, fixed at load).
+  std::vector<int> on_loop_, async_on_loop_, pipeline_depth_;
+  // Every instance starts batches without waiting (fixed at load): turn batches need no
+  // cheap model.
+  bool loop_async_ = false;
   // Inline execution needs no batching delay, no decoupled responses (fixed at load).
   bool inline_allowed_ = false;
   // Inline only for a lone client (BackendInstance::WaitsOnAnotherProcess).

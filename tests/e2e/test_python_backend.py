@@ -526,6 +526,133 @@ def test_kill_during_execute_answers_at_once(tmp_path):
         assert pid2 != pid
 
 
+LOOP_MODEL = """
+import os
+import time
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            x = pb_utils.get_input_tensor_by_name(r, "X").as_numpy()
+            v = float(x[0, 0])
+            if v > 0:
+                time.sleep(v)
+            if v == -1:  # BLS: the server answers it while this batch is under way
+                bls = pb_utils.InferenceRequest(
+                    model_name="ident", inputs=[pb_utils.Tensor("INPUT0", x)],
+                    requested_output_names=["OUTPUT0"])
+                x = bls.exec().output_tensors()[0].as_numpy()
+            if v == -2:
+                out.append(pb_utils.InferenceResponse(error=pb_utils.TritonError("minus two")))
+                continue
+            pb_utils.Logger.log_verbose("pyloop batch of %d" % len(requests))
+            out.append(pb_utils.InferenceResponse([
+                pb_utils.Tensor("Y", x * 2), pb_utils.Tensor("PID", np.array([[os.getpid()]]))]))
+        return out
+"""
+
+
+def test_io_thread_serves_while_a_python_batch_runs(tmp_path):
+    # Several clients of a Python model: the requests an HTTP I/O thread
+    # reads in one turn go to the process as one batch, and the thread goes back to its
+    # other connections until the reply comes (a second batch may follow the first). So
+    # a batch that turns slow holds up nobody else on that thread; a BLS call, log lines
+    # and per-request errors travel beside the replies; a process killed under a batch
+    # fails it (and the one behind it) at once.
+    python_model(tmp_path, "pyloop", LOOP_MODEL,
+                 cfg("pyloop", [io("X", "TYPE_FP32", [-1])],
+                     [io("Y", "TYPE_FP32", [-1]), io("PID", "TYPE_INT64", [1])],
+                     max_batch_size=8, extra="dynamic_batching { }"))
+    write_model(tmp_path, "ident", identity_config("ident", max_batch_size=8))
+    with Server(tmp_path, args=["--http-thread-count=1", "--log-verbose=1"],
+                wait="ready") as s:
+        def call(v, n=3):
+            x = np.full((1, n), v, np.float32)
+            x[0, 1:] = np.arange(1, n)
+            return infer(s, "pyloop", {"X": (x, "FP32")}), x
+
+        failures = []
+
+        def client(k):
+            for i in range(60):
+                v = (-1.0, -2.0, 0.0)[(k + i) % 3] if k < 3 else 0.0
+                (code, r), x = call(v, 2 + (k + i) % 5)
+                if v == -2:
+                    if code != 500 or "minus two" not in str(r):
+                        failures.append((k, i, code, r))
+                elif code != 200 or not np.array_equal(r["Y"], x * 2):
+                    failures.append((k, i, code, r))
+        raised = concurrently(client, 8)
+        assert not raised and not failures, (raised, failures[:5])
+        assert "pyloop batch of" in s.log()
+
+        # Another client keeps the Python model's ones from looking alone (a lone client's
+        # requests run on the I/O thread itself, waiting, when the model is cheap).
+        stop = threading.Event()
+        others = []
+
+        def other_client():
+            while not stop.is_set():
+                others.append(infer(s, "ident", {"INPUT0": (np.ones((1, 2), np.float32),
+                                                            "FP32")})[0])
+                time.sleep(0.002)
+        background = threading.Thread(target=other_client)
+        background.start()
+        assert not concurrently(lambda k: [ok(call(0.0)[0]) for _ in range(20)], 2)
+
+        # A batch that sleeps 3 s: meanwhile the thread answers other connections.
+        slow = {}
+
+        def slow_call():
+            slow["r"] = call(3.0)
+
+        th = threading.Thread(target=slow_call)
+        th.start()
+        time.sleep(0.5)
+        t0 = time.time()
+        assert requests.get(f"{s.url}/v2/health/ready", timeout=30).status_code == 200
+        ok(infer(s, "ident", {"INPUT0": (np.ones((1, 4), np.float32), "FP32")}))
+        waited = time.time() - t0
+        th.join(30)
+        (code, r), x = slow["r"]
+        assert code == 200 and np.array_equal(r["Y"], x * 2), r
+        assert waited < 1.5, f"the I/O thread was held {waited:.2f} s by the Python batch"
+
+        # Killed under a slow batch, with another one behind it: both fail at once.
+        pid = int(ok(call(0.0)[0])["PID"][0])
+        assert not concurrently(lambda k: [ok(call(0.0)[0]) for _ in range(10)], 2)
+        results = {}
+
+        def call_into(key, v):
+            results[key] = call(v)[0]
+            results[key + "_t"] = time.time()
+
+        ths = [threading.Thread(target=call_into, args=("a", 5.0))]
+        ths[0].start()
+        time.sleep(0.3)
+        ths.append(threading.Thread(target=call_into, args=("b", 0.0)))
+        ths[1].start()
+        time.sleep(0.3)
+        os.kill(pid, signal.SIGKILL)
+        t_kill = time.time()
+        for t in ths:
+            t.join(30)
+        stop.set()
+        background.join(30)
+        assert others and set(others) == {200}, set(others)
+        for key in ("a", "b"):
+            code, err = results[key]
+            assert code >= 400 and "killed by signal 9" in str(err), (key, code, err)
+            assert results[key + "_t"] - t_kill < 2, key
+        # Restarted: a new process serves.
+        assert wait_until(lambda: call(0.0)[0][0] == 200)
+        assert int(ok(call(0.0)[0])["PID"][0]) != pid
+
+
 def test_polling_stub_serves_and_unloads_at_once(tmp_path):
     # A poll window far longer than the test: the process is still polling its socket
     # when the next requests come and when the unload's finalize comes; both must be

@@ -744,6 +744,8 @@ class PythonInstance : public BackendInstance {
   void Execute(std::span<InferenceRequest* const> requests,
                std::span<InferenceResponse* const> responses) override {
     std::unique_lock<std::mutex> lock(mu_);
+    // Batches another loop's thread started end first (they own the socket's replies).
+    cv_.wait(lock, [&] { return on_loop_.empty(); });
     if (!AwaitProcess(lock, responses)) return;
     if (info_->decoupled) {
       for (auto* r : requests) {
@@ -772,7 +774,9 @@ class PythonInstance : public BackendInstance {
   }
 
   // On an I/O thread's loop: the batch goes to the process and the thread goes on serving
-  // its connections; the reply is read when the socket turns readable (ReadOnLoop).
+  // its connections; the reply is read when the socket turns readable (ReadOnLoop). A
+  // second batch may follow before the first is answered: the process reads it as soon
+  // as it is done with the first, without sleeping in between.
   bool StartExecute(std::span<InferenceRequest* const> requests,
                     std::span<InferenceResponse* const> responses,
                     std::function<void()> done) override {
@@ -780,19 +784,31 @@ class PythonInstance : public BackendInstance {
     if (info_->decoupled || watch == nullptr) return false;
     std::unique_lock<std::mutex> lock(mu_);
     // Anything but a live process: Execute waits for the restart or answers the error.
-    if (stopping_ || !failed_.empty() || !proc_ || proc_dead_ || proc_->Exited()) return false;
+    // (Never with batches on the way: those end first, as the scheduler needs.)
+    if (on_loop_.empty() &&
+        (stopping_ || !failed_.empty() || !proc_ || proc_dead_ || proc_->Exited()))
+      return false;
     auto pending = std::make_shared<OnLoop>();
-    if (!Send(requests, pending->flight).ok()) return false;  // Execute meets it again
+    if (Status sent = Send(requests, pending->flight); !sent.ok()) {
+      if (on_loop_.empty()) return false;  // Execute meets it again
+      // Behind others: the process is unusable now. Ended, it closes the socket, and the
+      // reader answers every batch on the way, this one included.
+      proc_->Kill();
+    }
     pending->requests = requests;
     pending->responses = responses;
     pending->done = std::move(done);
-    pending->watch = watch;
-    in_flight_ = true;
+    on_loop_.push_back(std::move(pending));
+    if (reading_) return true;  // the reader of the batches ahead reads this one too
+    reading_ = true;
     const int fd = proc_->channel()->fd();
     lock.unlock();
-    watch->WhenReadable(fd, [this, pending] { ReadOnLoop(pending); });
+    watch->WhenReadable(fd, [this] { ReadOnLoop(/*readable=*/true); });
     return true;
   }
+
+  bool StartsWithoutWaiting() const override { return !info_->decoupled; }
+  size_t PipelineDepth() const override { return info_->decoupled ? 1 : 2; }
 
  private:
   static void Fail(std::span<InferenceResponse* const> responses, const Status& st) {
@@ -806,7 +822,8 @@ class PythonInstance : public BackendInstance {
   struct Flight {
     std::shared_ptr<Arena> arena;
     std::map<uint64_t, std::shared_ptr<ShareableBuffer>> regions;  // the batch's, by id
-    std::vector<uint64_t> tokens;                                   // decoupled streams
+    std::vector<uint64_t> tokens;                                  // decoupled streams
+    std::shared_ptr<ArenaHold> hold;  // the inputs in the arena, until the reply is read
   };
   // A batch StartExecute sent, until ReadOnLoop has its reply.
   struct OnLoop {
@@ -814,7 +831,6 @@ class PythonInstance : public BackendInstance {
     std::span<InferenceRequest* const> requests;
     std::span<InferenceResponse* const> responses;
     std::function<void()> done;
-    ReadinessWatch* watch = nullptr;
   };
 
   // Under mu_: waits while a process that just died is being replaced; false (the
@@ -839,9 +855,14 @@ class PythonInstance : public BackendInstance {
     return false;
   }
 
-  // Under mu_: answers a batch whose round trip failed. Unavailable means the process
-  // died under it; the supervisor (woken by the process's pidfd) restarts it.
-  void AnswerFailure(Status st, std::span<InferenceResponse* const> responses) {
+  // Under mu_: answers a batch whose round trip failed.
+  void AnswerFailure(const Status& st, std::span<InferenceResponse* const> responses) {
+    Fail(responses, FailureReason(st));
+  }
+
+  // Under mu_: what a batch whose round trip failed with `st` is answered. Unavailable
+  // means the process died under it; the supervisor (woken by its pidfd) restarts it.
+  Status FailureReason(Status st) {
     if (st.code() == StatusCode::kUnavailable) {
       proc_dead_ = true;
       // A broken socket to a live process leaves it useless too: end it, so the wait
@@ -853,7 +874,7 @@ class PythonInstance : public BackendInstance {
                        " while executing this request (the server restarts it unless it "
                        "keeps dying)");
     }
-    Fail(responses, st);
+    return st;
   }
 
   bool ReaderEnded() const {
@@ -1048,6 +1069,7 @@ class PythonInstance : public BackendInstance {
     }
 
     flight.arena = arena.value();
+    flight.hold = std::make_shared<ArenaHold>(arena.value());  // no other batch writes it
     return Status::Ok();
   }
 
@@ -1078,43 +1100,69 @@ class PythonInstance : public BackendInstance {
     return Status::Ok();
   }
 
-  // A batch StartExecute sent: the frames that are there now. Side messages (log, BLS,
-  // metrics) are served as they come; the thread never waits for the next frame (a BLS
-  // call may need this very loop), the loop calls again when one arrives.
-  void ReadOnLoop(const std::shared_ptr<OnLoop>& pending) {
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      Status st;
-      Frame frame;
-      rapidjson::Document msg;
-      for (bool first = true;; first = false) {
-        if (!first && !proc_->channel()->Readable()) {
-          const int fd = proc_->channel()->fd();
-          lock.unlock();
-          pending->watch->WhenReadable(fd, [this, pending] { ReadOnLoop(pending); });
-          return;
+  // The batches StartExecute sent, in order: the frames that are there now. Side messages
+  // (log, BLS, metrics) are served as they come; the thread never waits for the next
+  // frame (a BLS call may need this very loop), the loop calls again when one arrives.
+  void ReadOnLoop(bool readable) {
+    for (;;) {
+      std::vector<std::shared_ptr<OnLoop>> ended;
+      bool more = false;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        Status st;
+        Frame frame;
+        rapidjson::Document msg;
+        for (;; readable = false) {
+          if (!readable && !proc_->channel()->Readable()) {
+            const int fd = proc_->channel()->fd();
+            lock.unlock();
+            ThreadReadinessWatch()->WhenReadable(fd, [this] { ReadOnLoop(/*readable=*/true); });
+            return;
+          }
+          st = proc_->channel()->Receive(frame, proc_->pidfd());
+          if (!st.ok()) break;
+          msg.Parse(frame.json().data(), frame.json().size());
+          if (msg.HasParseError() || !msg.IsObject() || !msg.HasMember("op")) {
+            st = Internal("malformed message from the Python process");
+            break;
+          }
+          const std::string op = StrOf(msg["op"]);
+          if (op == "done") {
+            std::shared_ptr<OnLoop> front = std::move(on_loop_.front());
+            on_loop_.pop_front();
+            st = TakeReply(front->requests, front->responses, front->flight, frame, msg);
+            if (st.code() != StatusCode::kUnavailable) {
+              if (!st.ok()) Fail(front->responses, st);
+              ended.push_back(std::move(front));
+              st = Status::Ok();
+            } else {
+              on_loop_.push_front(std::move(front));
+            }
+            break;
+          }
+          HandleSideMessage(*info_, who_, proc_->channel(), op, msg, frame, metrics_owner_);
         }
-        st = proc_->channel()->Receive(frame, proc_->pidfd());
-        if (!st.ok()) break;
-        msg.Parse(frame.json().data(), frame.json().size());
-        if (msg.HasParseError() || !msg.IsObject() || !msg.HasMember("op")) {
-          st = Internal("malformed message from the Python process");
-          break;
+        if (!st.ok()) {
+          // The process is gone: every batch on the way gets the reason.
+          const Status reason = FailureReason(st);
+          for (auto& p : on_loop_) {
+            Fail(p->responses, reason);
+            ended.push_back(std::move(p));
+          }
+          on_loop_.clear();
         }
-        const std::string op = StrOf(msg["op"]);
-        if (op == "done") {
-          st = TakeReply(pending->requests, pending->responses, pending->flight, frame, msg);
-          break;
-        }
-        HandleSideMessage(*info_, who_, proc_->channel(), op, msg, frame, metrics_owner_);
+        more = !on_loop_.empty();
+        if (!more) reading_ = false;
       }
-      if (!st.ok()) AnswerFailure(st, pending->responses);
-      in_flight_ = false;
+      readable = false;  // the next frame may not be there yet
+      // Before the last `done`, which may let the scheduler (and this instance) go.
+      if (!more) cv_.notify_all();  // the supervisor may wait for the batches' end
+      for (auto& p : ended) {
+        std::function<void()> done = std::move(p->done);
+        done();
+      }
+      if (!more) return;
     }
-    cv_.notify_all();  // the supervisor may wait for this batch's end
-    // Last: `done` may let the scheduler (and this instance) go.
-    std::function<void()> done = std::move(pending->done);
-    done();
   }
 
   // The arena the next batch's inputs (`need` bytes) go into: the smallest idle one that
@@ -1434,9 +1482,9 @@ class PythonInstance : public BackendInstance {
       // taking mu_ waits for that. A batch sent from a loop (StartExecute) is answered
       // when its socket reads the end: shut it, in case a grandchild still holds it open.
       std::unique_lock<std::mutex> lock(mu_);
-      if (in_flight_) {
+      if (!on_loop_.empty()) {
         proc_->channel()->Shutdown();
-        cv_.wait(lock, [&] { return !in_flight_; });
+        cv_.wait(lock, [&] { return on_loop_.empty(); });
       }
       JoinReader();      // it ends with the process, failing the requests still open
       ReleaseMetrics();  // initialize() of the next process makes them again
@@ -1509,7 +1557,10 @@ class PythonInstance : public BackendInstance {
   std::condition_variable cv_;
   std::unique_ptr<StubProcess> proc_;
   bool proc_dead_ = false;
-  bool in_flight_ = false;  // under mu_: a batch StartExecute sent awaits its reply
+  // Under mu_: batches StartExecute sent, oldest first, and whether a loop reads their
+  // replies (a wait is registered, or ReadOnLoop runs).
+  std::deque<std::shared_ptr<OnLoop>> on_loop_;
+  bool reading_ = false;
   bool stopping_ = false;
   std::string failed_;  // non-empty: not restarted any more, every request fails with it
   int restarts_ = 0;

@@ -142,7 +142,7 @@ class LoopReadinessWatch : public ReadinessWatch {
 
   void Fire(Waiting* w) {
     auto node = waiting_.extract(w);
-    if (node.empty()) return;  // run already (an abandoned wait's handler, cancelled)
+    if (node.empty()) return;             // run already (an abandoned wait's handler, cancelled)
     node.mapped()->descriptor.release();  // the descriptor stays the caller's
     std::function<void()> ready = std::move(node.mapped()->ready);
     node.mapped().reset();
