@@ -330,7 +330,7 @@ void Scheduler::RunTurnBatch() {
 
 void Scheduler::RunOnLoop(size_t index, Batch batch, uint64_t seq) {
   BackendInstance* instance = instances_[index].get();
-  std::unique_ptr<Running> run = StartRunning(index, batch, NowNs(), seq, /*shared=*/false);
+  std::unique_ptr<Running> run = StartRunning(index, batch, NowNs(), seq);
   run->infer_start = NowNs();
   Running* raw = run.get();
   if (!model_->decoupled() && ThreadReadinessWatch() != nullptr) {
@@ -714,12 +714,10 @@ void Scheduler::Reject(std::unique_ptr<InferenceRequest> request, const Status& 
 }
 
 std::unique_ptr<Scheduler::Running> Scheduler::StartRunning(size_t index, Batch& batch,
-                                                            uint64_t dequeue_ns, uint64_t seq,
-                                                            bool shared) {
+                                                            uint64_t dequeue_ns, uint64_t seq) {
   auto run = std::make_unique<Running>();
   run->index = index;
   run->seq = seq;
-  run->shared = shared;
   run->dequeue_ns = dequeue_ns;
   run->batch = std::move(batch);
   const size_t n = run->batch.size();
@@ -742,7 +740,7 @@ std::unique_ptr<Scheduler::Running> Scheduler::StartRunning(size_t index, Batch&
 void Scheduler::Execute(size_t index, Batch& batch, uint64_t dequeue_ns, uint64_t seq,
                         bool shared) {
   BackendInstance* instance = instances_[index].get();
-  std::unique_ptr<Running> run = StartRunning(index, batch, dequeue_ns, seq, shared);
+  std::unique_ptr<Running> run = StartRunning(index, batch, dequeue_ns, seq);
   if (model_->decoupled()) {
     ExecuteDecoupled(instance, run->batch, run->reqs, run->owned, run->batch_size, dequeue_ns);
     busy_[index].store(false, std::memory_order_release);

@@ -90,7 +90,6 @@ class Scheduler {
   struct Running {
     size_t index = 0;
     uint64_t seq = 0;
-    bool shared = false;
     uint64_t dequeue_ns = 0;
     uint64_t infer_start = 0;
     int64_t batch_size = 0;
@@ -113,7 +112,7 @@ class Scheduler {
   // the instance). Returns the next batch to run when the caller should run it.
   void EndOnLoop(std::unique_ptr<Running> run);
   std::unique_ptr<Running> StartRunning(size_t index, Batch& batch, uint64_t dequeue_ns,
-                                        uint64_t seq, bool shared);
+                                        uint64_t seq);
   // After the backend: output selection, statistics and traces; what to deliver.
   std::vector<Delivery> FinishRunning(Running& run, uint64_t infer_end);
   // Under mu_: how many queued requests the next batch takes now; 0 when it should wait

@@ -1113,10 +1113,12 @@ class PythonInstance : public BackendInstance {
         Frame frame;
         rapidjson::Document msg;
         for (;; readable = false) {
-          if (!readable && !proc_->channel()->Readable()) {
+          // (No loop: a listener's end runs what still waits, and then this blocks.)
+          ReadinessWatch* watch = ThreadReadinessWatch();
+          if (!readable && watch != nullptr && !proc_->channel()->Readable()) {
             const int fd = proc_->channel()->fd();
             lock.unlock();
-            ThreadReadinessWatch()->WhenReadable(fd, [this] { ReadOnLoop(/*readable=*/true); });
+            watch->WhenReadable(fd, [this] { ReadOnLoop(/*readable=*/true); });
             return;
           }
           st = proc_->channel()->Receive(frame, proc_->pidfd());
