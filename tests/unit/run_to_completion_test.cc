@@ -7,11 +7,15 @@
 #include <cstring>
 #include <future>
 #include <mutex>
+#include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "backends/backend.h"
 #include "backends/identity/identity_backend.h"
 #include "common/client_activity.h"
+#include "common/readiness_watch.h"
 #include "common/wake_batch.h"
 #include "core/inference_request.h"
 #include "core/inference_response.h"
@@ -193,6 +197,21 @@ class RecordingOutOfProcessInstance : public OutOfProcessInstance {
   std::vector<std::pair<size_t, std::thread::id>> batches;
 };
 
+// A batched request an I/O thread would make (it may run there), answered to `done`.
+std::unique_ptr<InferenceRequest> FrontendRequest(ResponseCallback done) {
+  auto req = std::make_unique<InferenceRequest>();
+  req->model_name = "m";
+  req->may_run_inline = true;
+  Tensor t;
+  t.name = "IN";
+  t.dtype = DataType::kFp32;
+  t.shape = {1, 4};
+  std::memset(AllocateTensorData(t, 16), 0, 16);
+  req->inputs.push_back(std::move(t));
+  req->on_complete = std::move(done);
+  return req;
+}
+
 // Several clients of an out-of-process model on one I/O thread: the requests the thread
 // parses in one turn of its loop (a WakeBatch scope) run as one batch on that thread when
 // the turn ends, and are answered there; no hand-off to the instance's thread and back.
@@ -212,19 +231,10 @@ TEST(RunToCompletion, OutOfProcessModelRunsAnIoTurnsRequestsAsOneBatchAtItsEnd) 
   {
     WakeBatch turn;
     for (int i = 0; i < 3; ++i) {
-      auto req = std::make_unique<InferenceRequest>();
-      req->model_name = "m";
-      req->may_run_inline = true;
-      Tensor t;
-      t.name = "IN";
-      t.dtype = DataType::kFp32;
-      t.shape = {1, 4};
-      std::memset(AllocateTensorData(t, 16), 0, 16);
-      req->inputs.push_back(std::move(t));
-      req->on_complete = [&answered_here, me = std::this_thread::get_id()](
-                             std::unique_ptr<InferenceResponse> resp) {
+      auto req = FrontendRequest([&answered_here, me = std::this_thread::get_id()](
+                                     std::unique_ptr<InferenceResponse> resp) {
         if (resp->status.ok() && std::this_thread::get_id() == me) ++answered_here;
-      };
+      });
       ASSERT_TRUE(scheduler.Enqueue(req).ok());
     }
     // Nothing ran yet: the turn is still going.
@@ -289,6 +299,123 @@ TEST(RunToCompletion, ConcurrentInstanceRunsOnEveryCallersThreadAtOnce) {
   scheduler.Drain();
   EXPECT_EQ(model->stats().execution_count.load(), 11u);
   model->Drain();
+}
+
+// Stands for an I/O thread's event loop: the test's thread has one while it lives.
+class LoopHere : public ReadinessWatch {
+ public:
+  LoopHere() { SetThreadReadinessWatch(this); }
+  ~LoopHere() override { SetThreadReadinessWatch(nullptr); }
+  void WhenReadable(int, std::function<void()>) override {}
+};
+
+// An out-of-process instance that starts batches without waiting (two at a time at most)
+// and ends them when the test says. What it sees, and the answers, go into one log.
+class PipelinedInstance : public OutOfProcessInstance {
+ public:
+  void Execute(std::span<InferenceRequest* const> requests,
+               std::span<InferenceResponse* const>) override {
+    Note("execute " + std::to_string(requests.size()));
+  }
+  bool StartExecute(std::span<InferenceRequest* const> requests,
+                    std::span<InferenceResponse* const>, std::function<void()> done) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    log_.push_back("start " + std::to_string(requests.size()));
+    running_.push_back(std::move(done));
+    return true;
+  }
+  bool StartsWithoutWaiting() const override { return true; }
+  size_t PipelineDepth() const override { return 2; }
+
+  // Ends the oldest running batch, as the loop does when its reply is read.
+  void EndOldest() {
+    std::function<void()> done;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ASSERT_FALSE(running_.empty());
+      done = std::move(running_.front());
+      running_.erase(running_.begin());
+    }
+    done();
+  }
+  void Note(const std::string& what) {
+    std::lock_guard<std::mutex> lock(mu_);
+    log_.push_back(what);
+  }
+  std::vector<std::string> TakeLog() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return std::exchange(log_, {});
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::string> log_;
+  std::vector<std::function<void()>> running_;
+};
+
+// A scheduler over one PipelinedInstance, with several clients about.
+struct PipelinedModel {
+  PipelinedModel() {
+    auto owned = std::make_unique<PipelinedInstance>();
+    instance = owned.get();
+    std::vector<std::unique_ptr<BackendInstance>> instances;
+    instances.push_back(std::move(owned));
+    scheduler = std::make_unique<Scheduler>(model.get(), BatchingPolicyFromConfig(*model),
+                                            std::move(instances));
+    NoteRequestFrom(1);
+    NoteRequestFrom(2);
+    EXPECT_FALSE(LoneClient());
+  }
+  ~PipelinedModel() {
+    scheduler->Drain();  // returns: every batch has ended
+    model->Drain();
+  }
+  // One turn of a loop: n requests tagged `tag` in their answers.
+  void Turn(int n, const std::string& tag) {
+    WakeBatch turn;
+    for (int i = 0; i < n; ++i) {
+      auto req = FrontendRequest([this, tag](std::unique_ptr<InferenceResponse> resp) {
+        instance->Note("answer " + tag + (resp->status.ok() ? "" : " failed"));
+      });
+      ASSERT_TRUE(scheduler->Enqueue(req).ok());
+    }
+  }
+
+  std::shared_ptr<ModelVersion> model = LoadIdentity({.max_queue_delay_us = 0});
+  PipelinedInstance* instance = nullptr;
+  std::unique_ptr<Scheduler> scheduler;
+};
+
+using Log = std::vector<std::string>;
+
+// Such a model's turn batches go to the process without the loop's thread waiting (from
+// its first request on: they need no cheap estimate), a second one goes behind the first,
+// and the end of one starts what queued meanwhile before its own answers go out.
+TEST(RunToCompletion, TurnBatchesStartWithoutWaitingTwoAtATime) {
+  PipelinedModel m;
+  LoopHere loop;
+  m.Turn(3, "a");
+  EXPECT_EQ(m.instance->TakeLog(), Log({"start 3"}));
+  m.Turn(2, "b");
+  EXPECT_EQ(m.instance->TakeLog(), Log({"start 2"}));
+  m.Turn(1, "c");
+  // Two running: the third waits in the queue, and no instance thread takes it.
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(m.instance->TakeLog(), Log());
+  EXPECT_EQ(m.scheduler->QueueSize(), 1u);
+  m.instance->EndOldest();
+  EXPECT_EQ(m.instance->TakeLog(), Log({"start 1", "answer a", "answer a", "answer a"}));
+  m.instance->EndOldest();
+  m.instance->EndOldest();
+  EXPECT_EQ(m.instance->TakeLog(), Log({"answer b", "answer b", "answer c"}));
+  EXPECT_EQ(m.model->stats().success.count.load(), 6u);
+}
+
+// Without a loop on the thread there is nothing to come back to: the blocking Execute.
+TEST(RunToCompletion, TurnBatchWithoutALoopExecutesWaiting) {
+  PipelinedModel m;
+  m.Turn(2, "a");
+  EXPECT_EQ(m.instance->TakeLog(), Log({"execute 2", "answer a", "answer a"}));
 }
 
 }  // namespace
