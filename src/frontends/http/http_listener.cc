@@ -146,8 +146,8 @@ class LoopReadinessWatch : public ReadinessWatch {
     node.mapped()->descriptor.release();  // the descriptor stays the caller's
     std::function<void()> ready = std::move(node.mapped()->ready);
     node.mapped().reset();
-    // What runs may block on another thread (a BLS call of the model): the requests this
-    // turn parsed so far must not wait for the turn's end to be woken.
+    // What runs may wait for another thread (a process being restarted) or hand it work
+    // (a BLS call of the model): those woken in this turn so far must not wait for its end.
     WakeBatch::Pause pause;
     ready();
   }
