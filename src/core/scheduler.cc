@@ -122,10 +122,11 @@ Scheduler::Scheduler(ModelVersion* model, BatchingPolicy policy,
       !instances_.empty() &&
       std::all_of(instances_.begin(), instances_.end(),
                   [](const std::unique_ptr<BackendInstance>& i) { return i->ConcurrentExecute(); });
-  loop_async_ = !instances_.empty() && std::all_of(instances_.begin(), instances_.end(),
-                                                   [](const std::unique_ptr<BackendInstance>& i) {
-                                                     return i->StartsWithoutWaiting();
-                                                   });
+  loop_async_ = !instances_.empty() && !model_->decoupled() &&
+                std::all_of(instances_.begin(), instances_.end(),
+                            [](const std::unique_ptr<BackendInstance>& i) {
+                              return i->StartsWithoutWaiting();
+                            });
   on_loop_.assign(instances_.size(), 0);
   async_on_loop_.assign(instances_.size(), 0);
   for (const auto& i : instances_)
@@ -316,6 +317,7 @@ void Scheduler::RunTurnBatch() {
       ++inline_running_;
       ++loop_running_;
       ++on_loop_[index];
+      if (StartsOnLoop()) ++async_on_loop_[index];
       seq = next_seq_++;
     } else if (loop_running_ > 0 && !draining_) {
       wake_workers = false;  // a batch RunOnLoop runs takes what is queued at its end
@@ -328,18 +330,17 @@ void Scheduler::RunTurnBatch() {
   if (wake_workers) cv_->notify_all();
 }
 
+bool Scheduler::StartsOnLoop() const { return loop_async_ && ThreadReadinessWatch() != nullptr; }
+
 void Scheduler::RunOnLoop(size_t index, Batch batch, uint64_t seq) {
   BackendInstance* instance = instances_[index].get();
   std::unique_ptr<Running> run = StartRunning(index, batch, NowNs(), seq);
   run->infer_start = NowNs();
   Running* raw = run.get();
-  if (!model_->decoupled() && ThreadReadinessWatch() != nullptr) {
+  if (StartsOnLoop()) {
+    // Counted in async_on_loop_ when it was taken: its end may come on another loop's
+    // thread before StartExecute returns.
     raw->started_async = true;
-    {
-      // Counted first: its end may come on another loop's thread before this returns.
-      std::lock_guard<std::mutex> lock(mu_);
-      ++async_on_loop_[index];
-    }
     if (instance->StartExecute(raw->reqs, raw->resps,
                                [this, raw] { EndOnLoop(std::unique_ptr<Running>(raw)); })) {
       (void)run.release();  // the backend's `done` owns it now
@@ -352,15 +353,11 @@ void Scheduler::RunOnLoop(size_t index, Batch batch, uint64_t seq) {
   if (model_->decoupled()) {
     // (Not a turn batch's model; kept whole for safety.)
     ExecuteDecoupled(instance, run->batch, run->reqs, run->owned, run->batch_size, run->dequeue_ns);
-    std::shared_ptr<std::condition_variable> cv;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (--on_loop_[index] == 0) busy_[index].store(false, std::memory_order_release);
-      --inline_running_;
-      --loop_running_;
-      cv = cv_;
     }
-    cv->notify_all();
+    LeaveInline(/*from_loop=*/true);
     return;
   }
   instance->Execute(run->reqs, run->resps);
@@ -389,6 +386,7 @@ void Scheduler::EndOnLoop(std::unique_ptr<Running> run) {
         ++inline_running_;  // the instance stays busy, for the next batch
         ++loop_running_;
         ++on_loop_[index];
+        if (StartsOnLoop()) ++async_on_loop_[index];
         next_seq = next_seq_++;
       }
     }
@@ -398,18 +396,7 @@ void Scheduler::EndOnLoop(std::unique_ptr<Running> run) {
   if (!next.empty()) RunOnLoop(index, std::move(next), next_seq);
   Deliver(run->seq, std::move(deliveries));
   run.reset();
-  std::shared_ptr<std::condition_variable> cv;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    --inline_running_;
-    --loop_running_;
-    // Drain waits for the last batch, and a request queued meanwhile needs an instance
-    // thread unless a batch run from a loop takes it at its end (or the turn that queued
-    // it does). (The scheduler may be gone once mu_ is free.)
-    if (!draining_ && (queued_ == 0 || loop_running_ > 0 || turn_pending_ > 0)) return;
-    cv = cv_;
-  }
-  cv->notify_all();
+  LeaveInline(/*from_loop=*/true);
 }
 
 size_t Scheduler::QueueSize() const {
@@ -503,14 +490,22 @@ void Scheduler::ExecuteInline(size_t index, std::unique_ptr<InferenceRequest> re
   Batch batch;
   batch.push_back(std::move(request));
   Execute(index, batch, NowNs(), seq, shared);
+  LeaveInline(/*from_loop=*/false);
+}
+
+void Scheduler::LeaveInline(bool from_loop) {
+  std::shared_ptr<std::condition_variable> cv;
   {
     std::lock_guard<std::mutex> lock(mu_);
     --inline_running_;
-    // The instance's own worker may have been passed over for a request queued meanwhile,
-    // and Drain waits for the last inline execution.
-    if (queued_ == 0 && !draining_) return;
+    if (from_loop) --loop_running_;
+    // Drain waits for the last one, and a request queued meanwhile needs an instance
+    // thread unless a batch run from a loop takes it at its end (or the turn that queued
+    // it does). The scheduler may be gone once mu_ is free: the notify uses a copy.
+    if (!draining_ && (queued_ == 0 || loop_running_ > 0 || turn_pending_ > 0)) return;
+    cv = cv_;
   }
-  cv_->notify_all();
+  cv->notify_all();
 }
 
 uint64_t Scheduler::ExpireTimedOut(uint64_t now, Batch& expired) {

@@ -111,6 +111,11 @@ class Scheduler {
   // The end of a batch RunOnLoop ran: answers it, having started what is queued (or freed
   // the instance). Returns the next batch to run when the caller should run it.
   void EndOnLoop(std::unique_ptr<Running> run);
+  // Whether a batch RunOnLoop runs from this thread is offered to StartExecute.
+  bool StartsOnLoop() const;
+  // Ends an inline execution or a batch RunOnLoop ran (`from_loop`), waking an instance
+  // thread if what is queued now needs one, or Drain.
+  void LeaveInline(bool from_loop);
   std::unique_ptr<Running> StartRunning(size_t index, Batch& batch, uint64_t dequeue_ns,
                                         uint64_t seq);
   // After the backend: output selection, statistics and traces; what to deliver.

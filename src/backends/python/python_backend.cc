@@ -770,7 +770,7 @@ class PythonInstance : public BackendInstance {
         if (st.ok()) st = TakeReply(requests, responses, flight, frame, msg);
       }
     }
-    if (!st.ok()) AnswerFailure(st, responses);
+    if (!st.ok()) Fail(responses, FailureReason(st));
   }
 
   // On an I/O thread's loop: the batch goes to the process and the thread goes on serving
@@ -853,11 +853,6 @@ class PythonInstance : public BackendInstance {
     Fail(responses,
          Unavailable(info_->label + " " + who_ + ": " + (failed_.empty() ? "stopping" : failed_)));
     return false;
-  }
-
-  // Under mu_: answers a batch whose round trip failed.
-  void AnswerFailure(const Status& st, std::span<InferenceResponse* const> responses) {
-    Fail(responses, FailureReason(st));
   }
 
   // Under mu_: what a batch whose round trip failed with `st` is answered. Unavailable
