@@ -12,7 +12,8 @@ class ReadinessWatch {
   virtual ~ReadinessWatch() = default;
   // Runs `ready` once on this loop's thread when `fd` is readable or closed by its peer;
   // the caller keeps `fd` open until then. If the loop ends first, `ready` still runs
-  // once, on the thread that ends it. Call only from the loop's own thread.
+  // once, on the thread that ends it. Call only from the loop's own thread. `ready` runs
+  // inside the loop's turn (a WakeBatch scope): what it must block on, it pauses for.
   virtual void WhenReadable(int fd, std::function<void()> ready) = 0;
 };
 

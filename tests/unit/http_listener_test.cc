@@ -21,7 +21,9 @@
 #include <utility>
 #include <vector>
 
+#include "common/readiness_watch.h"
 #include "common/shareable_buffer.h"
+#include "common/wake_batch.h"
 #include "frontends/http/http_listener.h"
 
 namespace flowserve {
@@ -141,6 +143,68 @@ TEST(HttpListener, ChunksAndInlineAnswers) {
     EXPECT_NE(r.find("Content-Length: 2008\r\n"), std::string::npos) << r;
     EXPECT_EQ(r.substr(r.size() - 8), "01236789");
   }
+}
+
+// A readiness callback runs on the I/O thread inside the loop's turn: the requests its
+// answers let in share the turn's deferred work (a model's turn batch) rather than each
+// waking an instance thread, and that work runs after the callback, on the same thread.
+TEST(HttpListener, ReadinessCallbacksRunInsideTheLoopsTurn) {
+  struct Seen {
+    std::mutex mu;
+    std::vector<std::string> events;
+    void Add(std::string e) {
+      std::lock_guard<std::mutex> lock(mu);
+      events.push_back(std::move(e));
+    }
+  };
+  auto seen = std::make_shared<Seen>();
+  auto listener =
+      HttpListener::Start("127.0.0.1", 0, 1, [seen](const HttpRequest&, HttpRespond respond) {
+        ReadinessWatch* watch = ThreadReadinessWatch();
+        int fds[2];
+        if (watch == nullptr || pipe(fds) != 0) {
+          HttpReply r;
+          r.status = 500;
+          return respond(std::move(r));
+        }
+        const auto loop_thread = std::this_thread::get_id();
+        watch->WhenReadable(fds[0], [seen, fds, loop_thread, respond = std::move(respond)] {
+          close(fds[0]);
+          close(fds[1]);
+          const bool here = std::this_thread::get_id() == loop_thread;
+          seen->Add(std::string("ready in_turn=") + (WakeBatch::InScope() ? "1" : "0") +
+                    " here=" + (here ? "1" : "0"));
+          WakeBatch::AtEnd(seen.get(), [seen, loop_thread] {
+            seen->Add(std::string("turn end here=") +
+                      (std::this_thread::get_id() == loop_thread ? "1" : "0"));
+          });
+          seen->Add("after AtEnd");
+          HttpReply r;
+          r.body = "ok";
+          respond(std::move(r));
+        });
+        std::thread([w = fds[1]] {
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+          (void)!write(w, "x", 1);
+        }).detach();
+      });
+  ASSERT_TRUE(listener.ok()) << listener.status().message();
+  Client c((*listener)->port());
+  ASSERT_TRUE(c.connected());
+  c.Send(Get("/wait"));
+  const std::string r = c.ReadResponse();
+  ASSERT_EQ(r.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << r;
+  // The reply is written inside the callback; the turn's end may follow a moment later.
+  for (int i = 0; i < 200; ++i) {
+    {
+      std::lock_guard<std::mutex> lock(seen->mu);
+      if (seen->events.size() >= 3) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  std::lock_guard<std::mutex> lock(seen->mu);
+  EXPECT_EQ(seen->events,
+            (std::vector<std::string>{"ready in_turn=1 here=1", "after AtEnd", "turn end here=1"}));
 }
 
 // Requests that arrive in pieces (header split mid-line, body split, one piece ending a

@@ -37,6 +37,7 @@
 #include "common/logging.h"
 #include "common/readiness_watch.h"
 #include "common/shareable_buffer.h"
+#include "common/wake_batch.h"
 #include "core/response_sender.h"
 #include "model_config.pb.h"
 #include "repository/model_repository.h"
@@ -743,6 +744,9 @@ class PythonInstance : public BackendInstance {
 
   void Execute(std::span<InferenceRequest* const> requests,
                std::span<InferenceResponse* const> responses) override {
+    // The wait below may last until requests of this thread's turn ran (a BLS call the
+    // model makes, a restart): the turn's deferred wake-ups go now.
+    WakeBatch::Pause pause;
     std::unique_lock<std::mutex> lock(mu_);
     // Batches another loop's thread started end first (they own the socket's replies).
     cv_.wait(lock, [&] { return on_loop_.empty(); });

@@ -146,9 +146,9 @@ class LoopReadinessWatch : public ReadinessWatch {
     node.mapped()->descriptor.release();  // the descriptor stays the caller's
     std::function<void()> ready = std::move(node.mapped()->ready);
     node.mapped().reset();
-    // What runs may wait for another thread (a process being restarted) or hand it work
-    // (a BLS call of the model): those woken in this turn so far must not wait for its end.
-    WakeBatch::Pause pause;
+    // Inside the turn's scope: the requests its answers let in (read at once, as the
+    // clients send the next) join the turn's batch, instead of each waking an instance
+    // thread. What blocks in it pauses the scope itself (a backend's waiting Execute).
     ready();
   }
 
