@@ -1258,6 +1258,42 @@ def test_stub_channel_frames_and_descriptors():
             os.close(fd)
 
 
+def test_stub_channel_sleeps_until_input_only():
+    # The stub waits for the next batch right after sending its reply. The server reading
+    # that reply gives the socket write space; a reader asleep in recvmsg() is woken by
+    # that too, once per batch for nothing (a context switch on each side). The channel
+    # must sleep for input only.
+    import socket
+    import sys
+    sys.path.insert(0, str(ROOT / "src/backends/python"))
+    import stub
+    ours, theirs = socket.socketpair()
+    ch = stub.Channel(os.dup(ours.fileno()))
+    tid = []
+    got = []
+
+    def reader():
+        tid.append(threading.get_native_id())
+        ch.send({"op": "done"}, [b"x" * 1000], tail_len=1000)
+        got.append(ch.recv())
+
+    def sleeps():
+        with open(f"/proc/self/task/{tid[0]}/status") as f:
+            return int(next(l for l in f if l.startswith("voluntary_ctxt_switches")).split()[1])
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    time.sleep(0.2)  # the reader sent its frame and sleeps waiting for ours
+    before = sleeps()
+    assert len(theirs.recv(65536)) == 8 + len('{"op":"done"}') + 1000
+    time.sleep(0.2)
+    woken = sleeps() - before
+    theirs.sendall(struct.pack("<II", 2, 2) + b"{}")
+    t.join(5)
+    assert got and got[0][0] == {}
+    assert woken == 0, f"the reader woke {woken} time(s) while no input came"
+
+
 def test_no_leaks_over_requests_and_reloads(tmp_path):
     python_model(tmp_path, "pyid", IDENT,
                  cfg("pyid", [io("INPUT0", "TYPE_FP32", [-1])], [io("OUTPUT0", "TYPE_FP32", [-1])]))

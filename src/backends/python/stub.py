@@ -126,6 +126,8 @@ class Channel:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=fd)
         self.send_lock = threading.Lock()
         self.spin = Spin(self.sock)
+        self.waiter = select.poll()
+        self.waiter.register(self.sock, select.POLLIN)
         # Received bytes not handed out yet: rbuf[rstart:rend], the first at stream
         # offset rpos; fd_marks: (stream offset of a read's last byte, its descriptors).
         self.rbuf = bytearray(1 << 16)
@@ -184,7 +186,15 @@ class Channel:
             self._read_into(self.rview[self.rend:])
 
     def _read_into(self, view):
-        n, anc, _flags, _addr = self.sock.recvmsg_into([view], _ANC_SPACE)
+        try:
+            n, anc, _flags, _addr = self.sock.recvmsg_into([view], _ANC_SPACE, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            # Nothing there: sleep in poll(), not in recvmsg(). A reader sleeping in
+            # recvmsg() is woken whenever the server reads what this process sent (the
+            # socket gains write space), once per batch for nothing; poll() sleeps for
+            # input only.
+            self.waiter.poll()
+            n, anc, _flags, _addr = self.sock.recvmsg_into([view], _ANC_SPACE)
         if n == 0:
             raise EOFError
         for level, kind, cdata in anc:
