@@ -1263,6 +1263,7 @@ def test_stub_channel_sleeps_until_input_only():
     # that reply gives the socket write space; a reader asleep in recvmsg() is woken by
     # that too, once per batch for nothing (a context switch on each side). The channel
     # must sleep for input only.
+    import select
     import socket
     import sys
     sys.path.insert(0, str(ROOT / "src/backends/python"))
@@ -1283,8 +1284,15 @@ def test_stub_channel_sleeps_until_input_only():
 
     t = threading.Thread(target=reader, daemon=True)
     t.start()
-    time.sleep(0.2)  # the reader sent its frame and sleeps waiting for ours
+    # Until the reader has sent its frame and sleeps waiting for ours (no switch for 0.1 s).
+    while not tid:
+        time.sleep(0.01)
     before = sleeps()
+    for _ in range(50):
+        time.sleep(0.1)
+        now, before = before, sleeps()
+        if now == before and select.select([theirs], [], [], 0)[0]:
+            break
     assert len(theirs.recv(65536)) == 8 + len('{"op":"done"}') + 1000
     time.sleep(0.2)
     woken = sleeps() - before
