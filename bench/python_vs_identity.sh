@@ -4,7 +4,8 @@
 # the identity backend (which aliases the input, no copy), in the same server and run, at
 # 1 and 8 connections: a small tensor (16 FP32) and a 4 MiB one (1 Mi FP32). Prints each
 # pair, the latency the Python backend adds at the median, the throughput ratio and the
-# Python model's requests per execute() call (how well batches form).
+# Python model's requests per execute() call (how well batches form); at 8 connections also
+# the CPU per request of the server, the Python process and wrk, and the ratio those allow.
 # Usage: bench/python_vs_identity.sh [seconds per run, default 2]
 #   env: FLOWSERVE_BIN; FLOWSERVE_ARGS (extra server flags, e.g.
 #   --backend-config=python,spin-microseconds=0); SIZES (default "small 4mb"); ROUNDS
@@ -70,10 +71,31 @@ done
 cmp -s <(tail -c 64 "$TMP/identity.reply") <(tail -c 64 "$TMP/pyidentity.reply") ||
   { echo "the replies' tensors differ"; exit 1; }
 
-run() {  # model body connections -> "rps p50 p99 non2xx sockerr"
-  WRK_BODY_FILE=$TMP/$2.body WRK_HEADER_LENGTH=$(cat "$TMP/$2.hlen") wrk -t1 -c"$3" \
-    -d"${DURATION}s" -s "$ROOT/bench/wrk_post.lua" "$(url "$1")" |
-    awk '/^RESULT/ {print $2, $3, $4, $5, $6}'
+SERVER=${PIDS[-1]}
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # user + system CPU of a process
+stub_ticks() {  # the Python processes (the server's children)
+  local t=0 c
+  for c in $(pgrep -P "$SERVER"); do t=$((t + $(ticks "$c" 2>/dev/null || echo 0))); done
+  echo $t
+}
+# model body connections -> "rps p50 p99 non2xx sockerr server_ticks process_ticks wrk_ticks"
+# (CPU ticks over the run: the server, its Python processes, and wrk, read from the shell
+# that waited for it)
+run() {
+  local s0 p0 s1 p1 out
+  s0=$(ticks "$SERVER") p0=$(stub_ticks)
+  out=$(WRK_BODY_FILE=$TMP/$2.body WRK_HEADER_LENGTH=$(cat "$TMP/$2.hlen") bash -c \
+    'wrk -t1 -c"$1" -d"$2" -s "$3" "$4"; read -ra s </proc/$$/stat; echo "CHILDCPU $((s[15] + s[16]))"' \
+    _ "$3" "${DURATION}s" "$ROOT/bench/wrk_post.lua" "$(url "$1")")
+  s1=$(ticks "$SERVER") p1=$(stub_ticks)
+  echo "$(awk '/^RESULT/ {print $2, $3, $4, $5, $6}' <<<"$out") $((s1 - s0)) $((p1 - p0))" \
+    "$(awk '/^CHILDCPU/ {print $2}' <<<"$out")"
+}
+HZ=$(getconf CLK_TCK)
+# "<label> <runs file>" -> CPU us per request of the server, the processes and wrk
+cpu_per_request() {
+  awk -v hz="$HZ" -v d="$DURATION" '{n += $1 * d; s += $6; p += $7; w += $8}
+    END {f = 1e6 / hz / n; printf "%.1f %.1f %.1f", s * f, p * f, w * f}' "$1"
 }
 run identity small 8 >/dev/null  # warm-up
 run pyidentity small 8 >/dev/null
@@ -107,8 +129,13 @@ for body in ${SIZES:-small 4mb}; do
     read -r pc1 pn1 pe1 < <(infer_stats pyidentity)
     added_infer=$(( (pn1 - pn0) / (pc1 - pc0) / 1000 - (in1 - in0) / (ic1 - ic0) / 1000 ))
     printf "%-6s %5s | %10.0f %8s %8s | %10.0f %8s %8s | %9s %9.2f %9s %8.1f\n" "$body" "$c" \
-      "$ir" "$ip50" "$ip99" "$pr" "$pp50" "$pp99" "$((pp50 - ip50))" \
+      "$ir" "$ip50" "$ip99" "$pr" "$pp50" "$pp99" "$(printf '%.0f' "$(echo "$pp50 - $ip50" | bc -l)")" \
       "$(echo "$pr / $ir" | bc -l)" "$added_infer" "$(echo "($pc1 - $pc0) / ($pe1 - $pe0)" | bc -l)"
+    read -r is _ iw <<<"$(cpu_per_request "$TMP/identity.runs")"
+    read -r ps pp pw <<<"$(cpu_per_request "$TMP/pyidentity.runs")"
+    # (One connection leaves CPUs idle between requests, and the server polls meanwhile.)
+    [ "$c" -gt 1 ] && printf "         CPU us/request: identity server %s + wrk %s | python server %s + process %s + wrk %s | cap %.2f\n" \
+      "$is" "$iw" "$ps" "$pp" "$pw" "$(echo "($is + $iw) / ($ps + $pp + $pw)" | bc -l)"
     errors=$(cat "$TMP/identity.runs" "$TMP/pyidentity.runs" | awk '{e += $4 + $5} END {print e + 0}')
     [ "$errors" = 0 ] || echo "  $errors non-2xx replies or socket errors (see $TMP/*.runs)"
   done
@@ -116,4 +143,7 @@ done
 echo "+p50 us = python p50 - identity p50 over HTTP (goal <= 60 at 1 connection, small); rps ratio ="
 echo "python/identity (goal >= 0.5 at 8, small); +infer us = the backends' mean compute_infer per"
 echo "request (server statistics) python - identity: the Python backend's own share; py batch ="
-echo "requests per execute() call of the Python model (server statistics)"
+echo "requests per execute() call of the Python model (server statistics); CPU us/request = user +"
+echo "system CPU per answered request at 8 connections of the server (its poll's yields included),"
+echo "the Python processes and the client; cap = identity's sum / python's: the throughput ratio if"
+echo "every CPU were busy (where they all share the cores, the ratio cannot go far above it)"
