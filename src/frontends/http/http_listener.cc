@@ -267,10 +267,12 @@ class Session : public std::enable_shared_from_this<Session> {
     // A read, not a wait for readability: Asio re-registers the socket with epoll_ctl
     // for every wait, but a read simply queues until epoll reports data.
     ArmTimer(impl_->options.idle_timeout_ms);
-    if (!socket_empty_ && !reading_directly_) {
-      // Nothing is known of the socket (a new connection, an answer that came from another
-      // thread, a request read through Beast): look, as Asio's first try would. What is
-      // there is answered in this call; recursion is one level deep (see the flag).
+    if (!socket_empty_ && !reading_directly_ && MayHaveData(socket_)) {
+      // The socket may hold a request (a new connection, news since the last read emptied
+      // it, a request read through Beast): look, as Asio's first try would. What is there
+      // is answered in this call; recursion is one level deep (see the flag). An answer
+      // from another thread or a later turn finds the socket known empty, mostly: its
+      // client is only now being answered.
       beast::error_code ec;
       if (!socket_.non_blocking()) socket_.non_blocking(true, ec);
       const size_t n = ec ? 0 : socket_.read_some(buffer_.prepare(kFirstReadSize), ec);
@@ -288,7 +290,7 @@ class Session : public std::enable_shared_from_this<Session> {
     // The socket was found empty in this very call: the next request's event is still to
     // come, so the read waits for it without a recv that would fail (quiet_read.h). Each
     // keep-alive request then costs one recv, made when its data is there.
-    const bool quiet = socket_empty_ && kCanSkipSpeculativeRead;
+    const bool quiet = (socket_empty_ || !MayHaveData(socket_)) && kCanSkipSpeculativeRead;
     socket_empty_ = false;
     if (quiet) SkipNextSpeculativeRead(socket_);
     socket_.async_read_some(buffer_.prepare(kFirstReadSize),
@@ -308,6 +310,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // on this thread, so a reply written within it may wait quietly for the next request.
   void OnFirstBytes(size_t, bool socket_was_emptied) {
     socket_empty_ = socket_was_emptied;
+    // Remembered by the reactor until the socket's next event, so that a reply written
+    // turns later still knows (MayHaveData).
+    if (socket_was_emptied) SkipNextSpeculativeRead(socket_);
     StartRequest();
     socket_empty_ = false;
   }

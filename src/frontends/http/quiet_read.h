@@ -54,10 +54,22 @@ inline void SkipNextSpeculativeRead(tcp::socket& socket) {
     (state->*Get(TrySpeculativeTag{}))[Reactor::read_op] = false;
   }
 }
+
+// False when the socket is known empty: a read in a handler call on this thread emptied it
+// (SkipNextSpeculativeRead then) and the reactor has taken no readiness event of it since
+// (each sets the flag again). A reply that comes turns after its request then looks for
+// the next request only if the socket has had news.
+inline bool MayHaveData(tcp::socket& socket) {
+  using namespace quiet_read;  // NOLINT: the tags above
+  auto& impl = (socket.*Get(SocketImplTag{})).get_implementation();
+  Reactor::descriptor_state* state = impl.reactor_data_;
+  return state == nullptr || (state->*Get(TrySpeculativeTag{}))[Reactor::read_op];
+}
 #else
 // Another Boost: its reactor may differ; reads try at once, as Asio does by default.
 inline constexpr bool kCanSkipSpeculativeRead = false;
 inline void SkipNextSpeculativeRead(tcp::socket&) {}
+inline bool MayHaveData(tcp::socket&) { return true; }
 #endif
 
 }  // namespace flowserve::http_detail
