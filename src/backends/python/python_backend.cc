@@ -1114,13 +1114,15 @@ class PythonInstance : public BackendInstance {
         for (;; readable = false) {
           // (No loop: a listener's end runs what still waits, and then this blocks.)
           ReadinessWatch* watch = ThreadReadinessWatch();
-          if (!readable && watch != nullptr && !proc_->channel()->Readable()) {
+          bool none_yet = false;
+          st = proc_->channel()->Receive(frame, proc_->pidfd(), std::nullopt,
+                                         !readable && watch != nullptr ? &none_yet : nullptr);
+          if (st.ok() && none_yet) {
             const int fd = proc_->channel()->fd();
             lock.unlock();
             watch->WhenReadable(fd, [this] { ReadOnLoop(/*readable=*/true); });
             return;
           }
-          st = proc_->channel()->Receive(frame, proc_->pidfd());
           if (!st.ok()) break;
           msg.Parse(frame.json().data(), frame.json().size());
           if (msg.HasParseError() || !msg.IsObject() || !msg.HasMember("op")) {

@@ -131,10 +131,10 @@ Status Channel::Send(std::string_view json, std::span<const Chunk> tail, std::sp
   return Status::Ok();
 }
 
-Status Channel::Receive(Frame& frame, int pidfd,
-                        std::optional<std::chrono::steady_clock::time_point> deadline) {
-  // Wait until the socket is readable; a process that exited with nothing left to read
-  // ends the wait at once (its socket may outlive it in a grandchild).
+Status Channel::WaitReadable(
+    int pidfd, std::optional<std::chrono::steady_clock::time_point> deadline) const {
+  // A process that exited with nothing left to read ends the wait at once (its socket
+  // may outlive it in a grandchild).
   for (;;) {
     pollfd pfd[2] = {{fd_.get(), POLLIN, 0}, {pidfd, POLLIN, 0}};
     int timeout = -1;
@@ -149,10 +149,19 @@ Status Channel::Receive(Frame& frame, int pidfd,
       return Internal(Errno("poll"));
     }
     if (r == 0) return Status(StatusCode::kDeadlineExceeded, "timed out");
-    if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) break;
+    if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) return Status::Ok();
     if (pfd[1].revents) return Unavailable("the Python process exited");
   }
+}
 
+Status Channel::Receive(Frame& frame, int pidfd,
+                        std::optional<std::chrono::steady_clock::time_point> deadline,
+                        bool* none_yet) {
+  if (none_yet != nullptr) *none_yet = false;
+  // Reads without waiting first: mostly the frame is there (the loop saw the socket
+  // readable, a spin did, or it came behind the previous one), and a poll before every
+  // read was one more system call per batch. The wait comes only when a read finds
+  // nothing.
   char header[kHeaderSize];
   size_t got = 0;
   frame.fds.clear();
@@ -164,9 +173,17 @@ Status Channel::Receive(Frame& frame, int pidfd,
     msg.msg_iovlen = 1;
     msg.msg_control = control;
     msg.msg_controllen = sizeof(control);
-    ssize_t n = recvmsg(fd_.get(), &msg, MSG_CMSG_CLOEXEC);
+    ssize_t n = recvmsg(fd_.get(), &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        if (got == 0 && none_yet != nullptr) {
+          *none_yet = true;
+          return Status::Ok();
+        }
+        FS_RETURN_IF_ERROR(WaitReadable(pidfd, deadline));
+        continue;
+      }
       return Unavailable(Errno("reading from the Python process"));
     }
     if (n == 0) return Unavailable("the Python process closed its control socket");

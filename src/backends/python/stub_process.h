@@ -87,14 +87,19 @@ class Channel {
   // Waits for the next frame. Unavailable when the peer closed the socket or when
   // `pidfd` (the peer process) becomes readable, i.e. the process exited, with no frame
   // pending; DeadlineExceeded when `deadline` passes first.
+  // With `none_yet`: returns Ok at once, *none_yet set, when no frame has begun to arrive.
   Status Receive(Frame& frame, int pidfd,
-                 std::optional<std::chrono::steady_clock::time_point> deadline = std::nullopt);
+                 std::optional<std::chrono::steady_clock::time_point> deadline = std::nullopt,
+                 bool* none_yet = nullptr);
   void Shutdown();
   // Whether a frame (or the peer's close) is waiting; never blocks.
   bool Readable() const;
   int fd() const { return fd_.get(); }  // to wait for readability elsewhere
 
  private:
+  Status WaitReadable(int pidfd,
+                      std::optional<std::chrono::steady_clock::time_point> deadline) const;
+
   UniqueFd fd_;
   std::mutex send_mu_;
 };
