@@ -131,8 +131,8 @@ Status Channel::Send(std::string_view json, std::span<const Chunk> tail, std::sp
   return Status::Ok();
 }
 
-Status Channel::WaitReadable(
-    int pidfd, std::optional<std::chrono::steady_clock::time_point> deadline) const {
+Status Channel::WaitReadable(int pidfd,
+                             std::optional<std::chrono::steady_clock::time_point> deadline) const {
   // A process that exited with nothing left to read ends the wait at once (its socket
   // may outlive it in a grandchild).
   for (;;) {
