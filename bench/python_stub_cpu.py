@@ -46,8 +46,7 @@ def main():
     os.ftruncate(fd, arena_size)
     stride = (4 * n + 63) // 64 * 64
     msg = {"op": "execute", "sp": 200, "m": "pyidentity", "ai": 1,
-           "r": [{"o": ["OUTPUT0"], "i": [{"n": "INPUT0", "t": "FP32", "s": [1, n],
-                                           "l": ["a", k * stride, 4 * n]}]}
+           "r": [[["OUTPUT0"], [["INPUT0", "FP32", [1, n], "a", k * stride, 4 * n]]]
                  for k in range(batch)]}
     frame = json.dumps(msg, separators=(",", ":")).encode()
     st.execute({**msg, "arena": [0, arena_size, 1]}, [fd])

@@ -156,7 +156,6 @@ void WriteString(Writer& w, std::string_view s) {
   w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
 }
 
-// A tensor's name, type and shape, as the stub reads them in every message ("n", "t", "s").
 // `"key": [ids]`, left out when there are none.
 template <typename Id>
 void WriteIds(Writer& w, const char* key, const std::vector<Id>& ids) {
@@ -167,12 +166,13 @@ void WriteIds(Writer& w, const char* key, const std::vector<Id>& ids) {
   w.EndArray();
 }
 
+// The start of a tensor description as both sides write it: [name, type, shape, kind,
+// place...] (positional: the stub builds and reads one per tensor, and a dict each cost
+// more than the rest of its decoding).
 void WriteTensorHead(Writer& w, const Tensor& t) {
-  w.Key("n");
+  w.StartArray();
   WriteString(w, t.name);
-  w.Key("t");
   WriteString(w, DataTypeName(t.dtype));
-  w.Key("s");
   w.StartArray();
   for (int64_t d : t.shape) w.Int64(d);
   w.EndArray();
@@ -311,46 +311,48 @@ struct SegmentRefs {
   std::map<uint64_t, std::shared_ptr<ShareableBuffer>> regions;
 };
 
-// A tensor description {"n","t","s","l"} from the stub, pointing into the frame's tail, a
-// segment sent with the frame or a pooled one; the tensor keeps what it points into
-// alive. Everything is bounds-checked: the stub runs user code.
+// A tensor description [name, type, shape, kind, place...] from the stub, pointing into
+// the frame's tail ("i", offset, size), a segment sent with the frame ("f", index, offset,
+// size), a pooled one ("s", id, ...), the batch's arena ("a", id, ...) or one of its regions
+// ("r", id, ...); the tensor keeps what it points into alive. Everything is bounds-checked:
+// the stub runs user code.
 Result<Tensor> DecodeTensor(const rapidjson::Value& d, const Frame& frame,
                             const std::vector<std::shared_ptr<Mapping>>& maps,
                             SegmentRefs* segments = nullptr) {
-  if (!d.IsObject() || !d.HasMember("n") || !d.HasMember("t") || !d.HasMember("s") ||
-      !d.HasMember("l"))
+  if (!d.IsArray() || d.Size() < 6 || !d[0].IsString() || !d[1].IsString() || !d[2].IsArray() ||
+      !d[3].IsString())
     return Internal("malformed tensor description from the Python process");
+  for (rapidjson::SizeType k = 4; k < d.Size(); ++k)
+    if (!d[k].IsUint64()) return Internal("malformed tensor description from the Python process");
   Tensor t;
-  t.name = StrOf(d["n"]);
-  std::string wire = StrOf(d["t"]);
+  t.name = StrOf(d[0]);
+  std::string wire = StrOf(d[1]);
   t.dtype = DataTypeFromName(wire);
   if (t.dtype == DataType::kInvalid)
     return Internal("tensor '" + t.name + "': unknown data type '" + wire + "'");
-  for (const auto& s : d["s"].GetArray()) {
+  for (const auto& s : d[2].GetArray()) {
     if (!s.IsInt64() || s.GetInt64() < 0) return Internal("tensor '" + t.name + "': bad shape");
     t.shape.push_back(s.GetInt64());
   }
-  const auto& loc = d["l"].GetArray();
-  std::string kind = loc.Size() > 0 ? StrOf(loc[0]) : "";
-  uint64_t off = 0, size = 0;
+  const std::string kind = StrOf(d[3]);
+  // The place's numbers: [where,] offset, size.
+  const bool has_where = d.Size() == 7;
+  const uint64_t where = has_where ? d[4].GetUint64() : 0;
+  const uint64_t off = d[d.Size() - 2].GetUint64();
+  const uint64_t size = d[d.Size() - 1].GetUint64();
   const char* base = nullptr;
   size_t limit = 0;
-  if (kind == "i" && loc.Size() == 3) {
-    off = loc[1].GetUint64();
-    size = loc[2].GetUint64();
+  if (kind == "i" && !has_where) {
     base = frame.tail();
     limit = frame.tail_len;
     t.owner = std::shared_ptr<const void>(frame.payload, frame.payload.get());
-  } else if (kind == "f" && loc.Size() == 4) {
-    uint64_t idx = loc[1].GetUint64();
-    if (idx >= maps.size()) return Internal("tensor '" + t.name + "': missing segment");
-    off = loc[2].GetUint64();
-    size = loc[3].GetUint64();
-    base = maps[idx]->data();
-    limit = maps[idx]->size();
-    t.owner = maps[idx];
-  } else if (kind == "s" && loc.Size() == 4 && segments != nullptr) {
-    int64_t id = loc[1].GetInt64();
+  } else if (kind == "f" && has_where) {
+    if (where >= maps.size()) return Internal("tensor '" + t.name + "': missing segment");
+    base = maps[where]->data();
+    limit = maps[where]->size();
+    t.owner = maps[where];
+  } else if (kind == "s" && has_where && segments != nullptr) {
+    const auto id = static_cast<int64_t>(where);
     auto& lease = segments->leases[id];
     if (!lease) {
       auto it = segments->cache->maps.find(id);
@@ -358,33 +360,26 @@ Result<Tensor> DecodeTensor(const rapidjson::Value& d, const Frame& frame,
         return Internal("tensor '" + t.name + "': unknown segment " + std::to_string(id));
       lease = std::make_shared<Lease>(it->second, segments->cache, id);
     }
-    off = loc[2].GetUint64();
-    size = loc[3].GetUint64();
     base = lease->map->data();
     limit = lease->map->size();
     t.owner = std::shared_ptr<const void>(lease, base);
-  } else if (kind == "a" && loc.Size() == 4 && loc[1].IsInt64() && loc[2].IsUint64() &&
-             loc[3].IsUint64()) {
+  } else if (kind == "a" && has_where) {
     // An output viewing the batch's own inputs; any other arena may be rewritten already.
-    if (segments == nullptr || !segments->arena || loc[1].GetInt64() != segments->arena->id)
+    if (segments == nullptr || !segments->arena ||
+        where != static_cast<uint64_t>(segments->arena->id))
       return Internal("tensor '" + t.name + "' points into an arena that is not its batch's");
     auto& hold = segments->arena_hold;
     if (!hold) hold = std::make_shared<ArenaHold>(segments->arena);
-    off = loc[2].GetUint64();
-    size = loc[3].GetUint64();
     base = hold->arena->map->data();
     limit = hold->arena->map->size();
     t.owner = std::shared_ptr<const void>(hold, base);
-  } else if (kind == "r" && loc.Size() == 4 && loc[1].IsUint64() && loc[2].IsUint64() &&
-             loc[3].IsUint64()) {
+  } else if (kind == "r" && has_where) {
     // An output viewing an input that came in a shareable buffer: the response holds the
     // buffer, so nothing reuses it before the response is written out.
     auto it = segments == nullptr ? decltype(segments->regions)::iterator()
-                                  : segments->regions.find(loc[1].GetUint64());
+                                  : segments->regions.find(where);
     if (segments == nullptr || it == segments->regions.end())
       return Internal("tensor '" + t.name + "' points into a region that is not its batch's");
-    off = loc[2].GetUint64();
-    size = loc[3].GetUint64();
     base = it->second->data();
     limit = it->second->capacity();
     t.owner = std::shared_ptr<const void>(it->second, base);
@@ -449,10 +444,7 @@ Status EncodeTensors(const std::vector<const Tensor*>& tensors, size_t inline_ma
     w.StartArray();
     for (size_t i = 0; i < tensors.size(); ++i) {
       const Tensor& t = *tensors[i];
-      w.StartObject();
       WriteTensorHead(w, t);
-      w.Key("l");
-      w.StartArray();
       if (inline_data) {
         w.String("i");
       } else {
@@ -462,7 +454,6 @@ Status EncodeTensors(const std::vector<const Tensor*>& tensors, size_t inline_ma
       w.Uint64(offsets[i]);
       w.Uint64(t.byte_size);
       w.EndArray();
-      w.EndObject();
     }
     w.EndArray();
   });
@@ -990,39 +981,9 @@ class PythonInstance : public BackendInstance {
       size_t off = 0;
       size_t input_index = 0;
       for (auto* r : requests) {
-        w.StartObject();
-        if (!r->id.empty()) {
-          w.Key("id");
-          WriteString(w, r->id);
-        }
-        if (!r->correlation_id_str.empty()) {
-          w.Key("c");
-          WriteString(w, r->correlation_id_str);
-        } else if (r->correlation_id != 0) {
-          w.Key("c");
-          w.Uint64(r->correlation_id);
-        }
-        if (r->response_sender) {
-          // Decoupled: the process answers through this token, at any time.
-          uint64_t token = next_stream_++;
-          {
-            std::lock_guard<std::mutex> lock(streams_mu_);
-            streams_[token] = r->response_sender;
-          }
-          tokens.push_back(token);
-          w.Key("q");
-          w.Uint64(token);
-        }
-        int flags = (r->sequence_start ? 1 : 0) | (r->sequence_end ? 2 : 0);
-        if (flags) {
-          w.Key("f");
-          w.Int(flags);
-        }
-        if (!r->parameters.empty()) {
-          w.Key("p");
-          WriteString(w, ParametersJson(r->parameters));
-        }
-        w.Key("o");
+        // [outputs, inputs] and, when any is set, {id, c, q, f, p}: the common request
+        // costs the process no dict.
+        w.StartArray();
         w.StartArray();
         if (r->outputs.empty()) {
           for (const auto& n : info.output_names) WriteString(w, n);
@@ -1030,14 +991,10 @@ class PythonInstance : public BackendInstance {
           for (const auto& o : r->outputs) WriteString(w, o.name);
         }
         w.EndArray();
-        w.Key("i");
         w.StartArray();
         for (const auto& t : r->inputs) {
           const auto& span = shared[input_index++];
-          w.StartObject();
           WriteTensorHead(w, t);
-          w.Key("l");
-          w.StartArray();
           if (span) {
             w.String("r");
             w.Uint64(span->buffer->id());
@@ -1051,10 +1008,45 @@ class PythonInstance : public BackendInstance {
           }
           w.Uint64(t.byte_size);
           w.EndArray();
+        }
+        w.EndArray();
+        const int flags = (r->sequence_start ? 1 : 0) | (r->sequence_end ? 2 : 0);
+        if (!r->id.empty() || !r->correlation_id_str.empty() || r->correlation_id != 0 ||
+            r->response_sender || flags != 0 || !r->parameters.empty()) {
+          w.StartObject();
+          if (!r->id.empty()) {
+            w.Key("id");
+            WriteString(w, r->id);
+          }
+          if (!r->correlation_id_str.empty()) {
+            w.Key("c");
+            WriteString(w, r->correlation_id_str);
+          } else if (r->correlation_id != 0) {
+            w.Key("c");
+            w.Uint64(r->correlation_id);
+          }
+          if (r->response_sender) {
+            // Decoupled: the process answers through this token, at any time.
+            uint64_t token = next_stream_++;
+            {
+              std::lock_guard<std::mutex> lock(streams_mu_);
+              streams_[token] = r->response_sender;
+            }
+            tokens.push_back(token);
+            w.Key("q");
+            w.Uint64(token);
+          }
+          if (flags) {
+            w.Key("f");
+            w.Int(flags);
+          }
+          if (!r->parameters.empty()) {
+            w.Key("p");
+            WriteString(w, ParametersJson(r->parameters));
+          }
           w.EndObject();
         }
         w.EndArray();
-        w.EndObject();
       }
       w.EndArray();
       w.EndObject();
@@ -1094,7 +1086,11 @@ class PythonInstance : public BackendInstance {
     const auto& items = msg["r"].GetArray();
     SegmentRefs refs{segments_, {}, flight.arena, nullptr, std::move(flight.regions)};
     for (size_t i = 0; i < requests.size(); ++i) {
-      FillResponse(*requests[i], *responses[i], items[i], frame, maps.value(), refs);
+      // [outputs] or [outputs, parameters]; an error is an object.
+      const auto& item = items[i];
+      const bool outputs = item.IsArray() && item.Size() > 0;
+      FillResponse(*requests[i], *responses[i], item, outputs ? &item[0] : nullptr,
+                   outputs && item.Size() > 1 ? &item[1] : nullptr, frame, maps.value(), refs);
     }
     return Status::Ok();
   }
@@ -1308,7 +1304,8 @@ class PythonInstance : public BackendInstance {
       } else {
         static const InferenceRequest kAllOutputs;  // the sender selects the requested ones
         SegmentRefs refs{segments_, {}, nullptr, nullptr, {}};
-        FillResponse(kAllOutputs, *resp, msg, frame, maps.value(), refs);
+        FillResponse(kAllOutputs, *resp, msg, msg.HasMember("o") ? &msg["o"] : nullptr,
+                     msg.HasMember("p") ? &msg["p"] : nullptr, frame, maps.value(), refs);
       }
     }
     Status st = sender->Send(std::move(resp), final);
@@ -1359,17 +1356,23 @@ class PythonInstance : public BackendInstance {
     return Status::Ok();
   }
 
+  // One response from the process: an error object {"e", "c"} (Triton's error code), or
+  // `descs` (the outputs' descriptions) and `params` (JSON text; may be null).
   void FillResponse(const InferenceRequest& req, InferenceResponse& resp,
-                    const rapidjson::Value& item, const Frame& frame,
+                    const rapidjson::Value& item, const rapidjson::Value* descs,
+                    const rapidjson::Value* params, const Frame& frame,
                     const std::vector<std::shared_ptr<Mapping>>& maps, SegmentRefs& refs) {
-    if (item.HasMember("e")) {
+    if (item.IsObject() && item.HasMember("e")) {
       int code = item.HasMember("c") && item["c"].IsInt() ? item["c"].GetInt() : 1;
       resp.status = Status(CodeOfTritonError(code), StrOf(item["e"]));
       return;
     }
-    if (item.HasMember("p") && item["p"].IsString())
-      resp.parameters = ParseParameters(StrOf(item["p"]));
-    for (const auto& d : item["o"].GetArray()) {
+    if (descs == nullptr || !descs->IsArray()) {
+      resp.status = Internal("malformed response from the Python process");
+      return;
+    }
+    if (params != nullptr && params->IsString()) resp.parameters = ParseParameters(StrOf(*params));
+    for (const auto& d : descs->GetArray()) {
       auto t = DecodeTensor(d, frame, maps, &refs);
       if (!t.ok()) {
         resp.outputs.clear();
