@@ -440,6 +440,57 @@ def test_errors_answer_requests_and_model_keeps_serving(tmp_path):
         assert stubs_of(s.proc.pid) and len(stubs_of(s.proc.pid)) == 1  # failed loads left none
 
 
+ROGUE = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+# What the process's reply carries instead of the real one, by the request's X: model.py
+# runs in the process and can reach the socket, so the server checks every description.
+CRAFTED = {
+    1: [[["Y", "FP32", [1], "i", 0, 4096]]],          # past the frame's end
+    2: [[{"n": "Y", "t": "FP32", "s": [1], "l": ["i", 0, 4]}]],  # not a description
+    3: [[["Y", "FP32", [1], "z", 0, 4]]],              # no such place
+    4: [[["Y", "FP32", [2], "i", 0, 4]]],              # size and shape disagree
+    5: [[["Y", "FP32", [1], "a", 999, 0, 4]]],         # another batch's arena
+    6: "not a list",
+}
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        x = int(pb_utils.get_input_tensor_by_name(requests[0], "X").as_numpy()[0])
+        if x in CRAFTED:
+            ch = pb_utils._ipc.ch
+
+            def once(msg, *args, **kwargs):
+                del ch.send  # back to the class's method
+                if msg.get("op") == "done":
+                    msg = {"op": "done", "r": [CRAFTED[x]] * len(requests)}
+                return ch.send(msg, *args, **kwargs)
+            ch.send = once
+        return [pb_utils.InferenceResponse([pb_utils.Tensor(
+            "Y", pb_utils.get_input_tensor_by_name(r, "X").as_numpy())]) for r in requests]
+"""
+
+
+def test_corrupt_replies_from_the_process_fail_only_their_requests(tmp_path):
+    python_model(tmp_path, "rogue", ROGUE,
+                 cfg("rogue", [io("X", "TYPE_FP32", [1])], [io("Y", "TYPE_FP32", [1])]))
+    with Server(tmp_path, wait="ready") as s:
+        pid = stubs_of(s.proc.pid)
+        expected = {1: "lies outside its buffer", 2: "malformed tensor description",
+                    3: "bad location", 4: "4 bytes for shape [2]",
+                    5: "not its batch's", 6: "malformed response"}
+        for x, text in expected.items():
+            code, err = infer(s, "rogue", {"X": (np.array([x], np.float32), "FP32")})
+            assert code == 500 and text in err, (x, code, err)
+            # The same process goes on serving: nothing was restarted.
+            r = ok(infer(s, "rogue", {"X": (np.array([0.5], np.float32), "FP32")}))
+            assert r["Y"][0] == 0.5
+        assert stubs_of(s.proc.pid) == pid
+        assert "restarting" not in s.log()
+
+
 CRASHY = """
 import os
 import time
