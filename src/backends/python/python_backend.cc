@@ -167,8 +167,8 @@ void WriteIds(Writer& w, const char* key, const std::vector<Id>& ids) {
 }
 
 // The start of a tensor description as both sides write it: [name, type, shape, kind,
-// place...] (positional: the stub builds and reads one per tensor, and a dict each cost
-// more than the rest of its decoding).
+// place...] (positional: the stub builds and reads one per tensor, and a list costs it
+// no dict; docs/python.md measures it).
 void WriteTensorHead(Writer& w, const Tensor& t) {
   w.StartArray();
   WriteString(w, t.name);

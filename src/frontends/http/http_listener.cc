@@ -267,7 +267,8 @@ class Session : public std::enable_shared_from_this<Session> {
     // A read, not a wait for readability: Asio re-registers the socket with epoll_ctl
     // for every wait, but a read simply queues until epoll reports data.
     ArmTimer(impl_->options.idle_timeout_ms);
-    if (!socket_empty_ && !reading_directly_ && MayHaveData(socket_)) {
+    const bool may_have_data = !socket_empty_ && MayHaveData(socket_);
+    if (may_have_data && !reading_directly_) {
       // The socket may hold a request (a new connection, news since the last read emptied
       // it, a request read through Beast): look, as Asio's first try would. What is there
       // is answered in this call; recursion is one level deep (see the flag). An answer
@@ -287,10 +288,11 @@ class Session : public std::enable_shared_from_this<Session> {
       if (ec != asio::error::would_block) return OnReadError(ec);
       socket_empty_ = true;
     }
-    // The socket was found empty in this very call: the next request's event is still to
-    // come, so the read waits for it without a recv that would fail (quiet_read.h). Each
-    // keep-alive request then costs one recv, made when its data is there.
-    const bool quiet = (socket_empty_ || !MayHaveData(socket_)) && kCanSkipSpeculativeRead;
+    // The socket was found empty in this very call, or is known empty since: the next
+    // request's event is still to come, so the read waits for it without a recv that would
+    // fail (quiet_read.h). Each keep-alive request then costs one recv, made when its data
+    // is there.
+    const bool quiet = (socket_empty_ || !may_have_data) && kCanSkipSpeculativeRead;
     socket_empty_ = false;
     if (quiet) SkipNextSpeculativeRead(socket_);
     socket_.async_read_some(buffer_.prepare(kFirstReadSize),
